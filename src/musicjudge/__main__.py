@@ -1,0 +1,3 @@
+from musicjudge.cli.main import main
+
+main()
