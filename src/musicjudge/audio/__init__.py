@@ -1,1 +1,41 @@
-"""musicjudge.audio"""
+"""musicjudge.audio: audio file I/O (soundfile), resampling (soxr) and frame/sample maths."""
+
+from musicjudge.audio.frames import (
+    DEFAULT_FRAME_RATE,
+    frames_to_samples,
+    num_frames,
+    samples_per_frame,
+    samples_to_frames,
+    seconds_to_samples,
+    to_samples,
+)
+from musicjudge.audio.loading import (
+    AUDIO_EXTENSIONS,
+    SILENCE_RMS_DB,
+    AudioInfo,
+    audio_info,
+    list_audio_files,
+    load_audio,
+    load_audio_with_sr,
+    resample,
+    write_audio,
+)
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "DEFAULT_FRAME_RATE",
+    "SILENCE_RMS_DB",
+    "AudioInfo",
+    "audio_info",
+    "frames_to_samples",
+    "list_audio_files",
+    "load_audio",
+    "load_audio_with_sr",
+    "num_frames",
+    "resample",
+    "samples_per_frame",
+    "samples_to_frames",
+    "seconds_to_samples",
+    "to_samples",
+    "write_audio",
+]
