@@ -1,1 +1,26 @@
-"""musicjudge.reward"""
+"""musicjudge.reward: music reward models under compositional multimodal instructions.
+
+Light imports only here (the data schema and the interface); models, encoders and training
+live in submodules that import torch lazily."""
+
+from musicjudge.reward.base import RewardModel, ScoreItem, check_scores, load_reward_model
+from musicjudge.reward.data import (
+    DIMENSIONS,
+    INSTRUCTION_KINDS,
+    Instruction,
+    PreferencePair,
+    RatedClip,
+    RewardBenchRows,
+    read_cmi_pref,
+    read_cmi_rewardbench_jsonl,
+    read_pairs,
+    read_rated,
+    write_pairs,
+    write_rated,
+)
+
+__all__ = [
+    "DIMENSIONS", "INSTRUCTION_KINDS", "Instruction", "PreferencePair", "RatedClip", "RewardBenchRows",
+    "RewardModel", "ScoreItem", "check_scores", "load_reward_model", "read_cmi_pref",
+    "read_cmi_rewardbench_jsonl", "read_pairs", "read_rated", "write_pairs", "write_rated",
+]
