@@ -1,0 +1,116 @@
+"""Load a task's items (preference pairs or rated clips) in the reward schema.
+
+All published layouts go through the reward package's readers (one implementation):
+``musicjudge.reward.data.read_pairs`` / ``read_rated`` / ``read_cmi_rewardbench_jsonl``. This
+module adds the task filters, the built-in held-out pairs and the missing-clip bookkeeping: a
+clip that does not exist is recorded (id, path, reason) and its item dropped, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from musicjudge.bench.tasks import Task
+from musicjudge.errors import ConfigError, ManifestError
+
+
+@dataclass
+class TaskData:
+    task: Task
+    kind: str  # "pairs" | "rated"
+    items: list[Any]  # PreferencePair | RatedClip
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    manifest: str = ""
+
+
+def _builtin_pairs_manifest(spec: str) -> Path:
+    """``builtin:<split>?n=<N>&seed=<S>`` -> the reward package's cached held-out manifest."""
+    from musicjudge.io import cache_dir
+
+    body = spec[len("builtin:"):]
+    split, _, query = body.partition("?")
+    params = {k: v[-1] for k, v in parse_qs(query).items()}
+    try:
+        n = int(params.get("n", 640))
+        seed = int(params.get("seed", 0))
+    except ValueError:
+        raise ConfigError(f"{spec!r}: n and seed must be integers, e.g. builtin:heldout?n=640&seed=0") from None
+    try:
+        from musicjudge.reward.builtin_pairs import build_builtin_pairs
+    except ImportError as e:
+        raise ConfigError(f"{spec}: the built-in pair builder is unavailable ({e}); install musicjudge fully") from None
+    out_dir = cache_dir("bench", "builtin_pairs", f"{split or 'heldout'}-n{n}-s{seed}")
+    return Path(build_builtin_pairs(out_dir, split=split or "heldout", n=n, seed=seed))
+
+
+def _is_local(path: str | None) -> bool:
+    return bool(path) and "://" not in str(path)
+
+
+def _missing_paths(item: Any) -> list[str]:
+    paths = [item.audio_a, item.audio_b] if hasattr(item, "audio_a") else [item.audio]
+    paths.append(item.instruction.ref_audio)
+    return [p for p in paths if _is_local(p) and not os.path.exists(p)]
+
+
+def _read_items(task: Task) -> tuple[str, list[Any], str]:
+    from musicjudge.reward import data as rdata
+
+    fmt = task.format
+    manifest = task.data
+    if fmt == "builtin-pairs" or str(task.data).startswith("builtin:"):
+        manifest = str(_builtin_pairs_manifest(task.data))
+        return "pairs", rdata.read_pairs(manifest), manifest
+    path = Path(manifest)
+    if not path.exists():
+        raise ManifestError(f"{path}: data file of task {task.name!r} not found; check 'data' in the benchmark")
+    if fmt == "auto":
+        rows = rdata.read_table(path)
+        first = rows[0] if rows else {}
+        fmt = "cmi-rewardbench" if "audio-path" in first else ("pairs" if "audio_a" in first else "rated")
+    if fmt == "cmi-rewardbench":
+        recs = rdata.read_cmi_rewardbench_jsonl(path, task.root, split=task.split, source=task.source)
+        if task.metric == "accuracy":
+            return "pairs", recs.pairs, manifest
+        return "rated", recs.rated, manifest
+    if fmt == "pairs":
+        return "pairs", rdata.read_pairs(path), manifest
+    return "rated", rdata.read_rated(path), manifest
+
+
+def load_task_data(task: Task, limit: int | None = None) -> TaskData:
+    """Items of ``task`` labelled for its dimension, after its filters; clips that are missing on
+    disk are recorded in ``missing`` and left out. ``limit`` keeps an evenly spaced subset."""
+    kind, items, manifest = _read_items(task)
+    if kind == "pairs" and task.metric != "accuracy":
+        raise ConfigError(f"task {task.name!r}: preference pairs are scored with metric 'accuracy', not {task.metric!r}")
+    if kind == "rated" and task.metric != "correlation":
+        raise ConfigError(f"task {task.name!r}: rated clips are scored with metric 'correlation', not {task.metric!r}")
+    dim = task.dimension
+    kept = []
+    for it in items:
+        labelled = dim in (it.preference if kind == "pairs" else it.scores)
+        if not labelled:
+            continue
+        if task.source is not None and it.source != task.source:
+            continue
+        if task.split is not None and it.metadata.get("split", task.split) != task.split:
+            continue
+        if task.instruction_kind is not None and it.instruction.kind != task.instruction_kind:
+            continue
+        kept.append(it)
+    if limit is not None and len(kept) > limit:
+        step = len(kept) / limit
+        kept = [kept[int(i * step)] for i in range(limit)]
+    present, missing = [], []
+    for it in kept:
+        gone = _missing_paths(it)
+        if gone:
+            missing.append({"task": task.name, "id": it.id, "path": gone[0], "reason": "audio file not found"})
+        else:
+            present.append(it)
+    return TaskData(task=task, kind=kind, items=present, missing=missing, manifest=manifest)
