@@ -1,0 +1,69 @@
+"""Build a judge from a command-line spec.
+
+Specs: ``openai`` (needs base_url and model), ``heuristic``, ``simulated[:accuracy=0.8,bias=0.3,seed=0]``,
+``reward:SPEC`` (SPEC as for ``musicjudge.reward.load_reward_model``: "builtin", a checkpoint
+folder or module:Class), or ``module:Class`` for a user judge (instantiated without arguments).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from musicjudge.errors import ConfigError
+from musicjudge.pseudolabel.judges import (
+    DEFAULT_DIMENSIONS,
+    HeuristicJudge,
+    OpenAIChatJudge,
+    RewardModelJudge,
+    SimulatedJudge,
+)
+
+JUDGE_SPECS_HELP = "openai | heuristic | simulated[:accuracy=A,bias=B,seed=S] | reward:SPEC | module:Class"
+
+
+def _parse_kv(text: str, spec: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"judge {spec!r}: {part!r} is not key=number; e.g. simulated:accuracy=0.8,bias=0.3") from None
+        if not sep:
+            raise ConfigError(f"judge {spec!r}: {part!r} is not key=number; e.g. simulated:accuracy=0.8,bias=0.3")
+    return out
+
+
+def make_judge(spec: str, *, dimensions: Sequence[str] = DEFAULT_DIMENSIONS, base_url: str | None = None,
+               model: str | None = None, device: str | None = None, **openai_kwargs: Any):
+    """A judge object for ``spec`` (see the module docstring)."""
+    spec = spec.strip()
+    if spec == "openai":
+        if not base_url or not model:
+            raise ConfigError("judge 'openai': pass --base-url (e.g. http://127.0.0.1:8000/v1) and --model")
+        return OpenAIChatJudge(base_url, model, dimensions=dimensions, **openai_kwargs)
+    if spec == "heuristic":
+        return HeuristicJudge(dimensions=dimensions)
+    if spec == "simulated" or spec.startswith("simulated:"):
+        kv = _parse_kv(spec.partition(":")[2], spec)
+        unknown = set(kv) - {"accuracy", "bias", "seed"}
+        if unknown:
+            raise ConfigError(f"judge {spec!r}: unknown setting(s) {sorted(unknown)}; use accuracy, bias, seed")
+        return SimulatedJudge(accuracy=kv.get("accuracy", 0.8), position_bias=kv.get("bias", 0.3),
+                              seed=int(kv.get("seed", 0)), dimensions=dimensions)
+    if spec.startswith("reward:"):
+        from musicjudge.reward.base import load_reward_model
+
+        model_spec = spec.partition(":")[2]
+        return RewardModelJudge(load_reward_model(model_spec, device=device), name=f"reward:{model_spec}", dimensions=dimensions)
+    if ":" in spec:
+        from musicjudge.plugins import load_object
+
+        obj = load_object(spec)
+        judge = obj() if isinstance(obj, type) else obj
+        if not hasattr(judge, "judge"):
+            raise ConfigError(f"judge {spec!r}: object has no judge(pair, order) method")
+        if not hasattr(judge, "name"):
+            judge.name = spec
+        return judge
+    raise ConfigError(f"judge {spec!r}: unknown; use {JUDGE_SPECS_HELP}")
