@@ -1,0 +1,239 @@
+"""The music-LM scorer interface: :class:`MusicLM` (protocol), :class:`TokenNLL` (result) and
+:class:`DelayPatternLM`, the base class for any MusicGen-architecture decoder (the MusicGen
+adapter and the built-in LM both derive from it and so share one scoring code path)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from musicjudge.errors import AudioError, ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import torch
+
+
+@dataclass
+class TokenNLL:
+    """Per-token NLL (nats) of one clip: ``nll`` float32 ``[K, T]`` (codebook ``k`` of frame
+    ``t``) and ``mask`` bool ``[K, T]`` (valid entries; invalid ones hold NaN)."""
+
+    nll: "torch.Tensor"
+    mask: "torch.Tensor"
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.nll.shape[-1])
+
+    @property
+    def num_codebooks(self) -> int:
+        return int(self.nll.shape[0])
+
+    def codebook_curves(self) -> "torch.Tensor":
+        """``[K, T]`` per-codebook curves, NaN where not valid."""
+        import torch
+
+        return torch.where(self.mask, self.nll, torch.full_like(self.nll, float("nan")))
+
+    def frame_curve(self) -> "torch.Tensor":
+        """``[T]`` mean over valid codebooks of each frame (the paper's per-token loss curve);
+        NaN for frames with no valid codebook."""
+        import torch
+
+        valid = self.mask.float()
+        total = torch.where(self.mask, self.nll, torch.zeros_like(self.nll)).sum(0)
+        count = valid.sum(0)
+        return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
+
+    def mean(self) -> float:
+        """Mean NLL over all valid tokens (nats/token)."""
+        count = int(self.mask.sum())
+        if count == 0:
+            return float("nan")
+        return float(self.nll[self.mask].double().mean())
+
+    def to_frame_table(self, frame_rate: float) -> "pd.DataFrame":
+        """Tidy table: ``frame, time_s, nll_mean, nll_cb0 .. nll_cb{K-1}`` (NaN where not valid)."""
+        import pandas as pd
+
+        curves = self.codebook_curves().cpu().numpy()
+        table = {
+            "frame": np.arange(self.num_frames),
+            "time_s": np.arange(self.num_frames) / float(frame_rate),
+            "nll_mean": self.frame_curve().cpu().numpy(),
+        }
+        for k in range(self.num_codebooks):
+            table[f"nll_cb{k}"] = curves[k]
+        return pd.DataFrame(table)
+
+
+@runtime_checkable
+class MusicLM(Protocol):
+    """What probes need from a music LM (see docs/interfaces.md)."""
+
+    name: str
+    sample_rate: int
+    frame_rate: float
+    num_codebooks: int
+    codebook_size: int
+
+    @property
+    def lookahead_frames(self) -> int: ...
+
+    def encode(self, wave: np.ndarray) -> "torch.LongTensor": ...
+
+    def encode_batch(self, waves: Sequence[np.ndarray]) -> list["torch.LongTensor"]: ...
+
+    def token_nll(self, codes: "torch.Tensor", condition: str | None = None) -> TokenNLL: ...
+
+    def token_nll_batch(self, codes: Sequence["torch.Tensor"], condition: str | None = None) -> list[TokenNLL]: ...
+
+
+class DelayPatternLM:
+    """Base class for a MusicGen-architecture LM (``MusicgenForCausalLM`` decoder).
+
+    A subclass sets, in ``__init__``: ``self.decoder`` (a ``MusicgenForCausalLM`` in eval mode),
+    ``self.name``, ``self.sample_rate``, ``self.frame_rate``, ``self.pad_token_id``,
+    ``self.bos_token_id`` (the decoder-start token that fills the BOS frame and delay slots),
+    and implements :meth:`encode` (mono float32 wave at ``sample_rate`` -> LongTensor ``[K, T]``).
+    It may override :meth:`conditioning` (default: unconditional, no cross-attention),
+    :meth:`encode_batch` and :attr:`lookahead_frames`. Everything else -- token NLL, batched
+    NLL, the shared-prefix perturbation engine -- comes from here and goes through
+    :func:`musicjudge.lm.scoring.decoder_token_nll`'s delay-pattern layout.
+    """
+
+    name: str = "delay-pattern-lm"
+    sample_rate: int
+    frame_rate: float
+    pad_token_id: int
+    bos_token_id: int
+    decoder: Any
+    #: positions per decoder call for long clips (exact causal chunking through the KV cache)
+    chunk_size: int = 1024
+    #: minimum clip length accepted by :meth:`check_wave`, in frames
+    min_frames: int = 2
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def num_codebooks(self) -> int:
+        return int(self.decoder.config.num_codebooks)
+
+    @property
+    def codebook_size(self) -> int:
+        return int(self.decoder.config.vocab_size)
+
+    @property
+    def device(self) -> "torch.device":
+        return self.decoder.device
+
+    @property
+    def dtype(self) -> "torch.dtype":
+        return self.decoder.dtype
+
+    @property
+    def lookahead_frames(self) -> int:
+        """Frames by which the codec's codes can change *before* a change in the waveform."""
+        return 0
+
+    # ----------------------------------------------------------------- to implement
+    def encode(self, wave: np.ndarray) -> "torch.LongTensor":
+        raise NotImplementedError
+
+    def encode_batch(self, waves: Sequence[np.ndarray]) -> list["torch.LongTensor"]:
+        return [self.encode(w) for w in waves]
+
+    def conditioning(self, condition: str | None) -> tuple["torch.Tensor | None", "torch.Tensor | None"]:
+        """``(encoder_hidden_states [1, S, D], encoder_attention_mask [1, S])`` for the decoder's
+        cross-attention, or ``(None, None)`` for an unconditional decoder."""
+        if condition:
+            raise ConfigError(f"{self.name}: this model is unconditional; drop the text condition {condition!r}")
+        return None, None
+
+    # ----------------------------------------------------------------- helpers
+    def check_wave(self, wave: np.ndarray, source: str = "<wave>") -> np.ndarray:
+        """Validate a mono wave (finite, not silent, at least ``min_frames`` frames)."""
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.ndim != 1:
+            raise AudioError(f"{source}: expected a mono wave [samples], got shape {wave.shape}; mix down to mono")
+        min_samples = int(math.ceil(self.min_frames * self.sample_rate / self.frame_rate))
+        if wave.size < min_samples:
+            raise AudioError(
+                f"{source}: clip too short ({wave.size} samples < {min_samples} at {self.sample_rate} Hz); "
+                f"use at least {self.min_frames / self.frame_rate:.2f} s"
+            )
+        if not np.isfinite(wave).all():
+            raise AudioError(f"{source}: wave contains NaN/inf; repair or re-render the audio")
+        if not np.any(wave):
+            raise AudioError(f"{source}: wave is silent (all zeros); use a non-silent clip")
+        return wave
+
+    def check_codes(self, codes: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        codes = torch.as_tensor(codes)
+        if codes.dim() != 2 or codes.shape[0] != self.num_codebooks:
+            raise ConfigError(f"codes: expected shape [{self.num_codebooks}, T], got {tuple(codes.shape)}")
+        if codes.shape[1] < 1:
+            raise ConfigError("codes: empty sequence (T = 0); encode a longer clip")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise ConfigError(f"codes: values must lie in [0, {self.codebook_size}); were they made by this model's codec?")
+        return codes.long()
+
+    def _condition_tensors(self, condition: str | None):
+        cache = self.__dict__.setdefault("_condition_cache", {})
+        if condition not in cache:
+            if len(cache) > 16:
+                cache.clear()
+            cache[condition] = self.conditioning(condition)
+        return cache[condition]
+
+    # ----------------------------------------------------------------- scoring
+    def token_nll(self, codes: "torch.Tensor", condition: str | None = None) -> TokenNLL:
+        """Teacher-forced per-token NLL ``[K, T]`` of one clip's codes."""
+        return self.token_nll_batch([codes], condition=condition)[0]
+
+    def token_nll_batch(
+        self, codes: Sequence["torch.Tensor"], condition: str | None = None, batch_size: int = 8
+    ) -> list[TokenNLL]:
+        """Score several clips (any lengths): right-padded batches, masks mark the valid frames."""
+        import torch
+
+        from musicjudge.lm.scoring import decoder_token_nll
+
+        items = [self.check_codes(c) for c in codes]
+        hidden, hidden_mask = self._condition_tensors(condition)
+        results: list[TokenNLL | None] = [None] * len(items)
+        order = sorted(range(len(items)), key=lambda i: items[i].shape[1])  # similar lengths together
+        with torch.inference_mode():
+            for begin in range(0, len(order), batch_size):
+                idx = order[begin : begin + batch_size]
+                lengths = [items[i].shape[1] for i in idx]
+                longest = max(lengths)
+                batch = torch.full((len(idx), self.num_codebooks, longest), self.pad_token_id, dtype=torch.long)
+                for row, i in enumerate(idx):
+                    batch[row, :, : lengths[row]] = items[i]
+                out = decoder_token_nll(
+                    self.decoder,
+                    batch,
+                    pad_token_id=self.pad_token_id,
+                    bos_token_id=self.bos_token_id,
+                    encoder_hidden_states=hidden,
+                    encoder_attention_mask=hidden_mask,
+                    lengths=lengths,
+                    chunk_size=self.chunk_size,
+                )
+                nll = torch.where(out.mask, out.nll, torch.full_like(out.nll, float("nan"))).cpu()
+                for row, i in enumerate(idx):
+                    results[i] = TokenNLL(nll=nll[row, :, : lengths[row]].clone(),
+                                          mask=out.mask[row, :, : lengths[row]].cpu().clone())
+        return results  # type: ignore[return-value]
+
+    def score_perturbations(self, original_wave: np.ndarray, perturbed_waves: Sequence[np.ndarray], **kwargs):
+        """See :func:`musicjudge.lm.engine.score_perturbations`."""
+        from musicjudge.lm.engine import score_perturbations
+
+        return score_perturbations(self, original_wave, perturbed_waves, **kwargs)

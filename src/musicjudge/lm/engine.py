@@ -1,0 +1,209 @@
+"""Probe engine: score one clip and many perturbed versions of it with a shared prefix.
+
+A perturbation leaves every code before its onset (minus the codec's look-ahead) unchanged,
+so the decoder's keys/values up to the first differing position are the same for the
+original and every perturbed clip. The engine runs the original once (keeping its KV cache)
+and scores each perturbation only from its first differing *delayed* position on, in
+batches that reuse the cached prefix. This is exact, not an approximation: the result equals
+a full forward pass of each perturbed clip (tests check max |diff| <= 1e-4 in float32).
+
+Delay pattern: code ``(k, t)`` is fed at delayed position ``t + delay_k + 1`` and predicted at
+``t + delay_k``. A change of codebook ``k`` at frame ``t`` therefore alters predictions at
+positions ``>= t + delay_k`` -- which includes codebook ``j > k`` of frames *before* ``t``
+(``t' >= t + delay_k - delay_j``). The engine works in delayed positions, so this is handled
+by construction, and it uses the actual code differences (EnCodec's look-ahead makes codes
+change a few frames before the waveform does; its LSTM can make late frames differ too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from musicjudge.errors import AudioError, ConfigError
+from musicjudge.lm.base import TokenNLL
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+@dataclass(frozen=True)
+class DiffSpan:
+    """Where a perturbed clip's codes differ from the original's.
+
+    ``first_frame``/``last_frame``: first/last frame where any codebook differs;
+    ``first_position``: first differing delayed decoder position (``>= 1``; 0 is the BOS frame);
+    ``stop_position``: exclusive end of the decoder positions that must be computed."""
+
+    first_frame: int
+    last_frame: int
+    first_position: int
+    stop_position: int
+
+
+def diff_span(original: "torch.Tensor", perturbed: "torch.Tensor", delays: Sequence[int],
+              horizon: int | None = None) -> DiffSpan | None:
+    """Span of code differences (``None`` when identical). With ``horizon`` only frames up to
+    ``last_frame + horizon`` are to be scored, so fewer positions are needed."""
+    import torch
+
+    differs = original != perturbed  # [K, T]
+    if not bool(differs.any()):
+        return None
+    num_frames = original.shape[1]
+    frames = torch.arange(num_frames)
+    first_position = None
+    for k, d in enumerate(delays):
+        hits = frames[differs[k].cpu()]
+        if hits.numel():
+            pos = int(hits[0]) + d + 1
+            first_position = pos if first_position is None else min(first_position, pos)
+    any_frame = frames[differs.any(0).cpu()]
+    first_frame, last_frame = int(any_frame[0]), int(any_frame[-1])
+    num_positions = num_frames + max(delays)
+    stop = num_positions if horizon is None else min(num_positions, last_frame + horizon + max(delays) + 1)
+    return DiffSpan(first_frame, last_frame, int(first_position), int(stop))
+
+
+def score_code_perturbations(
+    lm: Any,
+    original_codes: "torch.Tensor",
+    perturbed_codes: Sequence["torch.Tensor"],
+    *,
+    condition: str | None = None,
+    horizon: int | None = None,
+    batch_size: int = 8,
+    stats: dict | None = None,
+) -> tuple[TokenNLL, list[TokenNLL]]:
+    """Score ``original_codes`` ``[K, T]`` and each of ``perturbed_codes`` (same shape) with
+    ``lm`` (a :class:`~musicjudge.lm.base.DelayPatternLM`), sharing the unchanged prefix.
+
+    ``horizon``: score perturbed clips only up to ``horizon`` frames after their last changed
+    frame (later frames get ``mask`` False / NaN) -- for profile-only runs. ``stats``: if a dict
+    is given it receives position counts (``positions_naive``, ``positions_unique``,
+    ``positions_computed``) and the per-perturbation ``spans``."""
+    import torch
+
+    from musicjudge.lm.scoring import codebook_delays, delayed_input_ids, heads_nll, run_decoder
+
+    if horizon is not None and horizon < 0:
+        raise ConfigError(f"horizon {horizon}: must be >= 0 frames (or None for the whole clip)")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size {batch_size}: must be >= 1")
+    decoder = lm.decoder
+    device = decoder.device
+    original = lm.check_codes(original_codes)
+    perturbed = [lm.check_codes(c) for c in perturbed_codes]
+    for i, codes in enumerate(perturbed):
+        if codes.shape != original.shape:
+            raise ConfigError(f"perturbation {i}: codes shape {tuple(codes.shape)} differs from the original's "
+                              f"{tuple(original.shape)}; perturbations must keep the clip length")
+    num_codebooks, num_frames = original.shape
+    delays = codebook_delays(decoder)
+    num_positions = num_frames + max(delays)
+    # predicted-at position of code (k, t): t + delay_k
+    position_of = torch.arange(num_frames)[None, :] + torch.tensor(delays)[:, None]  # [K, T]
+    states, states_mask = lm._condition_tensors(condition)
+
+    spans = [diff_span(original, codes, delays, horizon) for codes in perturbed]
+    computed = num_positions
+    with torch.inference_mode():
+        seq0 = delayed_input_ids(decoder, original[None].to(device), bos_token_id=lm.bos_token_id)
+        hidden0, cache0 = run_decoder(decoder, seq0[..., :num_positions], encoder_hidden_states=states,
+                                      encoder_attention_mask=states_mask, use_cache=True,
+                                      chunk_size=lm.chunk_size)
+        nll0 = heads_nll(decoder, hidden0, original[None].to(device))[0][0].cpu()  # [K, T]
+        prefix_kv = [(layer.keys, layer.values) for layer in cache0.self_attention_cache.layers]
+        del cache0
+
+        results: list[TokenNLL | None] = [None] * len(perturbed)
+        todo = [i for i, span in enumerate(spans) if span is not None]
+        for i, span in enumerate(spans):
+            if span is None:  # codes identical: exactly the original's scores
+                results[i] = TokenNLL(nll=nll0.clone(), mask=torch.ones_like(nll0, dtype=torch.bool))
+        todo.sort(key=lambda i: (spans[i].first_position, spans[i].stop_position))
+        for begin in range(0, len(todo), batch_size):
+            idx = todo[begin : begin + batch_size]
+            start = min(spans[i].first_position for i in idx)
+            stop = max(spans[i].stop_position for i in idx)
+            batch = len(idx)
+            codes = torch.stack([perturbed[i] for i in idx]).to(device)
+            seq = delayed_input_ids(decoder, codes, bos_token_id=lm.bos_token_id)
+            hidden = _suffix_hidden(decoder, prefix_kv, seq[..., start:stop], start, states, states_mask,
+                                    lm.chunk_size, run_decoder)
+            computed += batch * (stop - start)
+            # hidden at position start-1 depends only on the shared prefix: take the original's
+            hidden = torch.cat([hidden0[:, start - 1 : start].expand(batch, -1, -1), hidden], dim=1)
+            nll = heads_nll(decoder, hidden, codes, position_offset=start - 1)[0].cpu()  # [B, K, T]
+            for row, i in enumerate(idx):
+                span = spans[i]
+                before = position_of < start - 1
+                values = torch.where(before, nll0, nll[row])
+                if horizon is None:
+                    mask = torch.ones_like(values, dtype=torch.bool)
+                else:
+                    limit = span.last_frame + horizon
+                    mask = (torch.arange(num_frames)[None, :] <= limit).expand(num_codebooks, -1).clone()
+                values = torch.where(mask, values, torch.full_like(values, float("nan")))
+                results[i] = TokenNLL(nll=values, mask=mask)
+
+    if stats is not None:
+        unique = num_positions + sum(s.stop_position - s.first_position for s in spans if s is not None)
+        stats.update(
+            positions_naive=num_positions * (len(perturbed) + 1),
+            positions_unique=int(unique),
+            positions_computed=int(computed),
+            spans=spans,
+        )
+    return TokenNLL(nll=nll0, mask=torch.ones_like(nll0, dtype=torch.bool)), results  # type: ignore[return-value]
+
+
+def _suffix_hidden(decoder, prefix_kv, inputs, start, states, states_mask, chunk_size, run_decoder):
+    """Decoder states at positions ``start..`` of a batch whose first ``start`` positions equal
+    the original's: the original's cached keys/values are shared (expanded to the batch)."""
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    batch = inputs.shape[0]
+    self_cache = DynamicCache(
+        ddp_cache_data=[(k[:, :, :start].expand(batch, -1, -1, -1), v[:, :, :start].expand(batch, -1, -1, -1))
+                        for k, v in prefix_kv]
+    )
+    cache = EncoderDecoderCache(self_cache, DynamicCache())
+    hidden, _ = run_decoder(
+        decoder,
+        inputs,
+        encoder_hidden_states=None if states is None else states.expand(batch, *states.shape[1:]),
+        encoder_attention_mask=None if states_mask is None else states_mask.expand(batch, *states_mask.shape[1:]),
+        cache=cache,
+        use_cache=True,
+        chunk_size=chunk_size,
+    )
+    return hidden
+
+
+def score_perturbations(
+    lm: Any,
+    original_wave: np.ndarray,
+    perturbed_waves: Sequence[np.ndarray],
+    *,
+    condition: str | None = None,
+    horizon: int | None = None,
+    batch_size: int = 8,
+    stats: dict | None = None,
+) -> tuple[TokenNLL, list[TokenNLL]]:
+    """Encode the original and all perturbed waves (batched; same length required) and score
+    them with :func:`score_code_perturbations`. Returns ``(original TokenNLL, [TokenNLL per
+    perturbation])``; each equals ``lm.token_nll(lm.encode(wave), condition)``."""
+    original_wave = lm.check_wave(original_wave, "<original wave>")
+    checked = []
+    for i, wave in enumerate(perturbed_waves):
+        wave = lm.check_wave(wave, f"<perturbed wave {i}>")
+        if wave.size != original_wave.size:
+            raise AudioError(f"<perturbed wave {i}>: {wave.size} samples but the original has "
+                             f"{original_wave.size}; perturbations must keep the clip length")
+        checked.append(wave)
+    codes = lm.encode_batch([original_wave, *checked])
+    return score_code_perturbations(lm, codes[0], codes[1:], condition=condition, horizon=horizon,
+                                    batch_size=batch_size, stats=stats)

@@ -1,0 +1,308 @@
+"""MusicGen adapter (``transformers``' ``MusicgenForConditionalGeneration``) scored correctly:
+own EnCodec at its sampling rate, delay pattern + BOS frame, null or text condition.
+
+Hub ids stay real (``facebook/musicgen-small`` etc. through ``from_pretrained``); offline tests
+use :func:`build_tiny_musicgen`, a randomly initialised model with the same architecture
+(T5 text encoder + EnCodec + 4-codebook decoder) saved like a hub checkpoint."""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from musicjudge.errors import ConfigError, ModelLoadError
+from musicjudge.lm.base import DelayPatternLM
+
+#: text-encoder vocabulary of the tiny test model (word level; real checkpoints ship T5's)
+TINY_WORDS = (
+    "a calm piano piece slow fast loud soft jazz rock pop classical guitar drums bass strings "
+    "violin synth with and in the of minor major happy sad dark bright melody chords beat 80s 90s "
+    "electronic ambient orchestral solo duet trio quartet song track music"
+).split()
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``device`` as given, else CUDA when present, else CPU."""
+    import torch
+
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: Any = None, device: str = "cpu"):
+    """torch dtype from ``None``/name/dtype; ``"auto"`` is bfloat16 on CUDA, float32 on CPU."""
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if dtype not in names:
+        raise ConfigError(f"dtype {dtype!r}: unknown; use one of float32, bfloat16, float16, auto")
+    return names[dtype]
+
+
+class MusicGenLM(DelayPatternLM):
+    """A MusicGen checkpoint (small/medium/large/stereo) as a :class:`~musicjudge.lm.base.MusicLM`."""
+
+    def __init__(self, model: Any, tokenizer: Any = None, name: str = "musicgen"):
+        self.model = model.eval()
+        self.decoder = model.decoder
+        self.tokenizer = tokenizer
+        self.name = name
+        codec = model.config.audio_encoder
+        self.sample_rate = int(codec.sampling_rate)
+        self.frame_rate = float(codec.frame_rate)
+        gen = getattr(model, "generation_config", None)
+        dec = model.config.decoder
+        start = getattr(gen, "decoder_start_token_id", None) if gen is not None else None
+        pad = getattr(gen, "pad_token_id", None) if gen is not None else None
+        self.bos_token_id = int(start if start is not None else dec.bos_token_id)
+        self.pad_token_id = int(pad if pad is not None else dec.pad_token_id)
+        self.min_frames = 2
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device: str | None = None, dtype: Any = None,
+                        attn_implementation: str = "sdpa") -> "MusicGenLM":
+        """Load a MusicGen checkpoint (hub id or local directory) and its tokenizer if present."""
+        import torch
+        from transformers import AutoConfig, MusicgenForConditionalGeneration
+
+        device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, device)
+        local = Path(name_or_path).expanduser()
+        if (local.exists() and not (local / "config.json").exists()) or (
+            not local.exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1)
+        ):
+            raise ModelLoadError(f"{name_or_path}: no MusicGen checkpoint there (config.json missing); "
+                                 "give a hub id like facebook/musicgen-small or a saved model directory")
+        try:
+            config = AutoConfig.from_pretrained(name_or_path)
+        except Exception as e:  # noqa: BLE001 - hub/filesystem errors come in many types
+            raise ModelLoadError(f"{name_or_path}: cannot load config ({_first_line(e)}); "
+                                 "check the id/path (offline: use a local directory)") from None
+        if config.model_type == "musicgen_melody":
+            raise ModelLoadError(f"{name_or_path}: MusicGen-Melody (prefix-conditioned) is not supported yet; "
+                                 "use a musicgen small/medium/large checkpoint")
+        if config.model_type != "musicgen":
+            raise ModelLoadError(f"{name_or_path}: model_type {config.model_type!r} is not MusicGen; "
+                                 "use load_music_lm('module:Class') for other models")
+        try:
+            model = MusicgenForConditionalGeneration.from_pretrained(
+                name_or_path, dtype=torch_dtype,
+                attn_implementation={"decoder": attn_implementation, "text_encoder": attn_implementation,
+                                     "audio_encoder": "eager"},
+            )
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"{name_or_path}: cannot load MusicGen weights ({_first_line(e)}); "
+                                 "re-download or re-save the checkpoint") from None
+        model.to(device)
+        return cls(model, tokenizer=_load_tokenizer(name_or_path), name=str(name_or_path))
+
+    # ------------------------------------------------------------------ codec
+    @property
+    def codec(self):
+        return self.model.audio_encoder
+
+    def encode(self, wave: np.ndarray) -> "torch.LongTensor":
+        return self.encode_batch([wave])[0]
+
+    def encode_batch(self, waves: Sequence[np.ndarray], batch_size: int = 8) -> list["torch.LongTensor"]:
+        """EnCodec codes ``[K, T]`` per wave (mono float32 at :attr:`sample_rate`). Waves of equal
+        length are encoded together; different lengths never share a batch, because padding
+        would change EnCodec's edge handling and so the codes."""
+        import torch
+
+        checked = [self.check_wave(w, f"<wave {i}>") for i, w in enumerate(waves)]
+        out: list[torch.Tensor | None] = [None] * len(checked)
+        by_length: dict[int, list[int]] = {}
+        for i, w in enumerate(checked):
+            by_length.setdefault(w.size, []).append(i)
+        with torch.inference_mode():
+            for idx in by_length.values():
+                for begin in range(0, len(idx), batch_size):
+                    part = idx[begin : begin + batch_size]
+                    x = torch.from_numpy(np.stack([checked[i] for i in part]))[:, None, :]
+                    x = x.to(self.device, dtype=self.codec.dtype)
+                    codes = self.codec.encode(x).audio_codes  # [chunks=1, B, K, T]
+                    if codes.shape[0] != 1:
+                        raise ConfigError(f"{self.name}: codec returned {codes.shape[0]} chunks; "
+                                          "set chunk_length_s=None in its audio_encoder config")
+                    codes = codes[0]
+                    if self.decoder.config.audio_channels == 2 and codes.shape[1] == self.num_codebooks // 2:
+                        codes = codes.repeat_interleave(2, dim=1)  # mono input to a stereo model
+                    for row, i in enumerate(part):
+                        out[i] = codes[row].long().cpu()
+        return out  # type: ignore[return-value]
+
+    @cached_property
+    def lookahead_frames(self) -> int:  # type: ignore[override]
+        """How many frames before a waveform change EnCodec's codes can change: the right
+        extent of the encoder's receptive field (non-causal convs; the LSTM is causal),
+        measured exactly by back-propagating one frame's embedding to the input."""
+        return encoder_lookahead_frames(self.codec.encoder, int(self.codec.config.hop_length))
+
+    # ------------------------------------------------------------------ condition
+    def conditioning(self, condition: str | None):
+        """Cross-attention inputs exactly as ``MusicgenForConditionalGeneration.forward`` builds
+        them: text-encoder states (or the zero null condition of ``get_unconditional_inputs``),
+        projected by ``enc_to_dec_proj`` when sizes differ, multiplied by the attention mask."""
+        import torch
+
+        with torch.inference_mode():
+            if condition is None or condition == "":
+                null = self.model.get_unconditional_inputs(num_samples=1)
+                states, mask = null.encoder_outputs[0], null.attention_mask
+            else:
+                if self.tokenizer is None:
+                    raise ConfigError(f"{self.name}: no tokenizer found with this checkpoint; "
+                                      "cannot use a text condition (omit --condition)")
+                enc = self.tokenizer([condition], return_tensors="pt", padding=True)
+                ids = enc["input_ids"].to(self.device)
+                mask = enc["attention_mask"].to(self.device)
+                states = self.model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            return project_condition(self.model, states, mask)
+
+
+def project_condition(model: Any, states, mask):
+    """Apply MusicGen's ``enc_to_dec_proj`` (when present) and zero masked positions."""
+    if (
+        model.text_encoder.config.hidden_size != model.decoder.config.hidden_size
+        and model.decoder.config.cross_attention_hidden_size is None
+    ):
+        states = model.enc_to_dec_proj(states)
+    if mask is not None:
+        states = states * mask[..., None]
+    return states, mask
+
+
+def encoder_lookahead_frames(encoder: Any, hop: int, probe_frames: int = 24) -> int:
+    import torch
+
+    param = next(encoder.parameters())
+    x = torch.randn(1, 1, hop * probe_frames, dtype=param.dtype, device=param.device, requires_grad=True)
+    with torch.enable_grad():
+        emb = encoder(x)  # [1, D, frames]
+        frame = probe_frames // 3
+        emb[0, :, frame].float().pow(2).sum().backward()
+    touched = torch.nonzero(x.grad[0, 0].abs() > 0).flatten()
+    if touched.numel() == 0:
+        return 0
+    last_sample = int(touched.max())
+    ahead = last_sample - ((frame + 1) * hop - 1)
+    return max(0, math.ceil(ahead / hop))
+
+
+def _load_tokenizer(name_or_path: str):
+    """The checkpoint's text tokenizer (MusicGen ships T5's), or None when absent."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except Exception:  # noqa: BLE001 - no tokenizer files: text conditions are then refused clearly
+        return None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
+
+
+def build_tiny_musicgen(
+    out_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    codebook_size: int = 64,
+    num_codebooks: int = 4,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    text_hidden_size: int = 16,
+    sample_rate: int = 32000,
+    upsampling_ratios: Sequence[int] = (8, 5, 4, 4),
+):
+    """A randomly initialised MusicGen with the real architecture, small enough for tests:
+    T5 text encoder (word-level tokenizer), EnCodec at 32 kHz / 50 fps with ``num_codebooks``
+    codebooks of ``codebook_size`` (random codebooks so codes vary), and a decoder whose
+    hidden size differs from the text encoder's (so ``enc_to_dec_proj`` is exercised).
+    Returns the model; with ``out_dir`` also saves model (safetensors), generation config and
+    tokenizer there, loadable by :meth:`MusicGenLM.from_pretrained`."""
+    import torch
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        T5Config,
+    )
+
+    torch.manual_seed(seed)
+    nbits = int(math.log2(codebook_size))
+    if 2**nbits != codebook_size:
+        raise ConfigError(f"codebook_size {codebook_size}: must be a power of 2")
+    hop = int(np.prod(upsampling_ratios))
+    frame_rate = math.ceil(sample_rate / hop)
+    text = T5Config(vocab_size=len(TINY_WORDS) + 3, d_model=text_hidden_size, d_kv=8, d_ff=32, num_layers=1,
+                    num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    codec = EncodecConfig(
+        sampling_rate=sample_rate, upsampling_ratios=list(upsampling_ratios), num_filters=4, hidden_size=16,
+        codebook_size=codebook_size, codebook_dim=16, target_bandwidths=[num_codebooks * nbits * frame_rate / 1000],
+        use_causal_conv=False, normalize=False, num_lstm_layers=1, use_conv_shortcut=False, chunk_length_s=None,
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=codebook_size, num_codebooks=num_codebooks, hidden_size=hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, ffn_dim=2 * hidden_size,
+        max_position_embeddings=512, pad_token_id=codebook_size, bos_token_id=codebook_size, dropout=0.0,
+    )
+    config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=decoder)
+    model = MusicgenForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        # HF initialises EnCodec codebooks to zeros (every code would be 0). Seed each residual
+        # codebook with residual vectors of real encoder outputs (one k-means-free step), so
+        # different audio gives different codes in every codebook.
+        probe = torch.randn(4, 1, hop * 100) * 0.1
+        residual = model.audio_encoder.encoder(probe).transpose(1, 2).reshape(-1, 16)
+        for layer in model.audio_encoder.quantizer.layers:
+            pick = torch.randperm(residual.shape[0])[:codebook_size]
+            book = residual[pick] + 1e-3 * torch.randn(codebook_size, 16)
+            layer.codebook.embed.copy_(book)
+            layer.codebook.embed_avg.copy_(book)
+            nearest = torch.cdist(residual, book).argmin(-1)
+            residual = residual - book[nearest]
+    gen = model.generation_config
+    gen.decoder_start_token_id = codebook_size
+    gen.pad_token_id = codebook_size
+    gen.bos_token_id = codebook_size
+    gen.guidance_scale = None
+    gen.do_sample = False
+    gen.max_length = 256
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out_dir)
+        _tiny_tokenizer().save_pretrained(out_dir)
+    return model
+
+
+def _tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for w in TINY_WORDS:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Lowercase()]) \
+        if hasattr(pre_tokenizers, "Lowercase") else pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
