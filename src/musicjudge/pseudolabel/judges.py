@@ -579,6 +579,10 @@ class SimulatedJudge:
         self.dimensions = tuple(dimensions)
         self.name = name or f"simulated(acc={accuracy:g},bias={position_bias:g})"
         self.concurrency = 1
+        self.batch_size = 512
+
+    def judge_many(self, requests: Sequence[tuple["PreferencePair", str]]) -> list[Verdict]:
+        return [self.judge(pair, order) for pair, order in requests]
 
     def _uniforms(self, pair_id: str, order: str, dim: str) -> tuple[float, float, float]:
         import numpy as np

@@ -103,21 +103,22 @@ def _verdict_row(pair: "PreferencePair", order: str, verdict: Verdict, judge_nam
     }
 
 
-def _run_requests(judge: Judge, requests: list[tuple["PreferencePair", str]], workers: int) -> Iterator[tuple["PreferencePair", str, Verdict]]:
-    """Yield verdicts as they arrive (completion order)."""
+def _run_requests(judge: Judge, requests: list[tuple["PreferencePair", str]],
+                  workers: int) -> Iterator[list[tuple["PreferencePair", str, Verdict]]]:
+    """Yield verdicts as they arrive (completion order), in chunks that are written together:
+    one chunk per batch for batching judges, one verdict per chunk otherwise."""
     judge_many = getattr(judge, "judge_many", None)
     if judge_many is not None:
         batch = max(1, int(getattr(judge, "batch_size", 16)))
         for start in range(0, len(requests), batch):
             chunk = requests[start:start + batch]
-            for (pair, order), verdict in zip(chunk, judge_many(chunk)):
-                yield pair, order, verdict
+            yield [(pair, order, verdict) for (pair, order), verdict in zip(chunk, judge_many(chunk))]
         return
     if workers <= 1:
         for pair, order in requests:
-            yield pair, order, judge.judge(pair, order)
+            yield [(pair, order, judge.judge(pair, order))]
         return
-    # Bounded in-flight work: a crash loses at most `workers` unanswered requests.
+    # Bounded in-flight work: a crash loses at most a few unanswered requests.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge") as pool:
         pending: dict[Any, tuple["PreferencePair", str]] = {}
         queue = iter(requests)
@@ -131,7 +132,7 @@ def _run_requests(judge: Judge, requests: list[tuple["PreferencePair", str]], wo
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     pair, order = pending.pop(fut)
-                    yield pair, order, fut.result()
+                    yield [(pair, order, fut.result())]
                     item = next(queue, None)
                     if item is not None:
                         pending[pool.submit(judge.judge, *item)] = item
@@ -175,9 +176,9 @@ def label_pairs(
     bar = tqdm(total=len(pairs) * 2, initial=len(pairs) * 2 - len(requests), desc=f"judging ({judge.name})",
                unit="verdict", disable=not progress)
     try:
-        for pair, order, verdict in _run_requests(judge, requests, n_workers):
-            append_jsonl(verdicts_path, _verdict_row(pair, order, verdict, judge.name))
-            bar.update(1)
+        for chunk in _run_requests(judge, requests, n_workers):
+            append_jsonl(verdicts_path, [_verdict_row(pair, order, verdict, judge.name) for pair, order, verdict in chunk])
+            bar.update(len(chunk))
     finally:
         bar.close()
     return finalise(pairs, judge.name, out_dir, dimensions=dims, require_all=require_all, keep_ties=keep_ties)
