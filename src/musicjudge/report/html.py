@@ -129,9 +129,9 @@ class HtmlReport:
 
     # -- output -----------------------------------------------------------------------------
     def render(self) -> str:
-        from jinja2 import Environment, PackageLoader, select_autoescape
+        from jinja2 import Environment, PackageLoader
 
-        env = Environment(loader=PackageLoader("musicjudge.report", "templates"), autoescape=select_autoescape(["html"]))
+        env = Environment(loader=PackageLoader("musicjudge.report", "templates"), autoescape=True)  # every value is escaped
         template = env.get_template("report.html.j2")
         generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         return template.render(title=self.title, subtitle=self.subtitle, sections=self.sections, generated=generated)
