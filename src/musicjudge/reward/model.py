@@ -1,0 +1,300 @@
+"""CMI-RM-style fusion reward model over frozen features.
+
+:class:`FusionHead` (torch) takes pooled embeddings of the evaluated clip and of any subset of
+{text, lyrics, reference audio}; an absent modality is replaced by a learned "absent" embedding
+(also used for modality dropout in training). Tokens [musicality-query, alignment-query, clip,
+text, lyrics, reference] go through a small transformer; musicality is read from its query
+token, alignment from its query token plus explicit clip x condition products (alignment is a
+matching problem, and products make it learnable from few pairs).
+
+:class:`FusionRewardModel` = encoder + head, implements ``score(items)``; checkpoints are a
+folder with ``config.json`` and ``model.safetensors``. Loading refuses tensors that do not
+match the config exactly (never silently random weights).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from musicjudge.errors import ModelLoadError
+from musicjudge.reward.data import DIMENSIONS, Instruction
+from musicjudge.reward.base import ScoreItem
+
+CHECKPOINT_FORMAT = "musicjudge-reward/1"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+# Output column order of the head (DIMENSIONS order).
+OUTPUTS = DIMENSIONS
+
+
+@dataclass
+class HeadConfig:
+    audio_dim: int
+    text_dim: int
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    ff_mult: int = 2
+    dropout: float = 0.1
+    # Probability of hiding a present modality in training (CMI-RM: 0.2 / 0.3 / 0.5).
+    drop_text: float = 0.2
+    drop_lyrics: float = 0.3
+    drop_ref: float = 0.5
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HeadConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ModelLoadError(f"head config has unknown keys {unknown}; was the checkpoint written by a newer musicjudge?")
+        return cls(**d)
+
+
+def _build_head_class():
+    import torch
+    from torch import nn
+
+    class FusionHead(nn.Module):
+        def __init__(self, cfg: HeadConfig) -> None:
+            super().__init__()
+            self.cfg = cfg
+            d = cfg.d_model
+            # Standardisation of frozen features, fitted on training data and saved with the weights.
+            self.register_buffer("audio_mean", torch.zeros(cfg.audio_dim))
+            self.register_buffer("audio_std", torch.ones(cfg.audio_dim))
+            self.audio_proj = nn.Sequential(nn.Linear(cfg.audio_dim, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))
+            self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))
+            self.lyrics_proj = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))
+            self.ref_proj = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))  # on top of the shared audio projection
+            self.absent = nn.Parameter(torch.randn(3, d) * 0.02)  # text, lyrics, reference
+            self.queries = nn.Parameter(torch.randn(2, d) * 0.02)  # musicality, alignment
+            self.type_embedding = nn.Parameter(torch.randn(6, d) * 0.02)
+            layer = nn.TransformerEncoderLayer(d, cfg.n_heads, d * cfg.ff_mult, cfg.dropout, batch_first=True, norm_first=True)
+            self.fusion = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+            self.match = nn.ModuleList([nn.Linear(d, d, bias=False) for _ in range(3)])
+            self.musicality_out = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1))
+            self.alignment_out = nn.Sequential(nn.LayerNorm(4 * d), nn.Linear(4 * d, d), nn.GELU(), nn.Linear(d, 1))
+
+        def set_feature_stats(self, audio: "torch.Tensor") -> None:
+            self.audio_mean.copy_(audio.mean(0))
+            self.audio_std.copy_(audio.std(0).clamp_min(1e-4))
+
+        def embed_audio(self, audio: "torch.Tensor") -> "torch.Tensor":
+            return self.audio_proj((audio - self.audio_mean) / self.audio_std)
+
+        def forward(self, audio, text, text_present, lyrics, lyrics_present, ref, ref_present):
+            """audio/ref [B, Da], text/lyrics [B, Dt], *_present bool [B] -> [B, 2] (musicality, alignment)."""
+            batch = audio.shape[0]
+            clip = self.embed_audio(audio)
+            conds = []
+            for k, (proj, x, present) in enumerate(
+                ((self.text_proj, text, text_present), (self.lyrics_proj, lyrics, lyrics_present),
+                 (lambda r: self.ref_proj(self.embed_audio(r)), ref, ref_present))
+            ):
+                emb = proj(x)
+                conds.append(torch.where(present[:, None], emb, self.absent[k].expand(batch, -1)))
+            tokens = torch.stack([self.queries[0].expand(batch, -1), self.queries[1].expand(batch, -1), clip, *conds], dim=1)
+            hidden = self.fusion(tokens + self.type_embedding)
+            musicality = self.musicality_out(torch.cat([hidden[:, 0], clip], -1))
+            products = [self.match[k](clip) * conds[k] / math.sqrt(self.cfg.d_model) for k in range(3)]
+            alignment = self.alignment_out(torch.cat([hidden[:, 1], *products], -1))
+            return torch.cat([musicality, alignment], -1)
+
+    return FusionHead
+
+
+_HEAD_CLASS = None
+
+
+def make_head(cfg: HeadConfig):
+    """Build a FusionHead (torch imported lazily)."""
+    global _HEAD_CLASS
+    if _HEAD_CLASS is None:
+        _HEAD_CLASS = _build_head_class()
+    return _HEAD_CLASS(cfg)
+
+
+def count_parameters(module) -> int:
+    return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
+
+
+# ------------------------------------------------------------------------------------------
+# Feature assembly shared by scoring and training
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InstructionFeatures:
+    """Embeddings of clips and instructions, indexed per item (-1 = absent)."""
+
+    audio: np.ndarray  # [n_unique_audio, Da]
+    text: np.ndarray  # [n_unique_text, Dt]
+    audio_index: dict[str, int] = field(default_factory=dict)
+    text_index: dict[str, int] = field(default_factory=dict)
+
+
+def embed_for_items(encoder, audio_paths: Sequence[str], texts: Sequence[str], *, progress: bool = False) -> InstructionFeatures:
+    """Embed every distinct clip and text once (the encoder's cache makes repeats free)."""
+    unique_audio = list(dict.fromkeys(audio_paths))
+    unique_text = list(dict.fromkeys(texts))
+    audio = encoder.embed_audio(unique_audio, progress=progress) if unique_audio else np.zeros((0, 1), np.float32)
+    text = encoder.embed_text(unique_text) if unique_text else np.zeros((0, 1), np.float32)
+    return InstructionFeatures(audio, text, {p: i for i, p in enumerate(unique_audio)}, {t: i for i, t in enumerate(unique_text)})
+
+
+def instruction_inputs(feats: InstructionFeatures, instructions: Sequence[Instruction], audio_dim: int, text_dim: int):
+    """Arrays for the head's condition inputs; a reference clip that failed to embed counts as absent."""
+    n = len(instructions)
+    text = np.zeros((n, text_dim), np.float32)
+    lyrics = np.zeros((n, text_dim), np.float32)
+    ref = np.zeros((n, audio_dim), np.float32)
+    present = np.zeros((n, 3), bool)
+    for i, ins in enumerate(instructions):
+        if ins.text:
+            text[i] = feats.text[feats.text_index[ins.text]]
+            present[i, 0] = True
+        if ins.lyrics:
+            lyrics[i] = feats.text[feats.text_index[ins.lyrics]]
+            present[i, 1] = True
+        if ins.ref_audio:
+            row = feats.audio[feats.audio_index[ins.ref_audio]]
+            if np.all(np.isfinite(row)):
+                ref[i] = row
+                present[i, 2] = True
+    return text, lyrics, ref, present
+
+
+def instruction_texts(instructions: Sequence[Instruction]) -> list[str]:
+    return [t for ins in instructions for t in (ins.text, ins.lyrics) if t]
+
+
+# ------------------------------------------------------------------------------------------
+# The reward model
+# ------------------------------------------------------------------------------------------
+
+
+class FusionRewardModel:
+    """Frozen encoder + trainable :class:`FusionHead`; ``score(items)`` -> musicality/alignment."""
+
+    def __init__(self, encoder, head, *, info: dict[str, Any] | None = None, device: str | None = None) -> None:
+        import torch
+
+        self.encoder = encoder
+        self.head = head.eval()
+        self.device = torch.device(device or "cpu")
+        self.head.to(self.device)
+        self.info = dict(info or {})
+        self.failures: dict[str, str] = {}
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name", "fusion-reward-model"))
+
+    @property
+    def num_parameters(self) -> int:
+        return count_parameters(self.head)
+
+    # ---- scoring -------------------------------------------------------------------------
+    def score(self, items: Sequence[ScoreItem], *, batch_size: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
+        import torch
+
+        items = list(items)
+        n = len(items)
+        if n == 0:
+            return {d: np.zeros(0) for d in DIMENSIONS}
+        instructions = [it.instruction for it in items]
+        audio_paths = [str(it.audio) for it in items] + [i.ref_audio for i in instructions if i.ref_audio]
+        self.encoder.failures.clear()
+        feats = embed_for_items(self.encoder, audio_paths, instruction_texts(instructions), progress=progress)
+        cfg = self.head.cfg
+        clip = np.stack([feats.audio[feats.audio_index[str(it.audio)]] for it in items])
+        text, lyrics, ref, present = instruction_inputs(feats, instructions, cfg.audio_dim, cfg.text_dim)
+        ok = np.all(np.isfinite(clip), axis=1)
+        self.failures = {p: m for p, m in self.encoder.failures.items() if p in {str(it.audio) for it in items}}
+        out = np.full((n, 2), np.nan)
+        index = np.flatnonzero(ok)
+        with torch.inference_mode():
+            for start in range(0, len(index), batch_size):
+                sel = index[start:start + batch_size]
+                t = lambda a: torch.from_numpy(np.ascontiguousarray(a[sel])).to(self.device)  # noqa: E731
+                pred = self.head(t(clip), t(text), t(present[:, 0]), t(lyrics), t(present[:, 1]), t(ref), t(present[:, 2]))
+                out[sel] = pred.double().cpu().numpy()
+        return {dim: out[:, k] for k, dim in enumerate(OUTPUTS)}
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {"format": CHECKPOINT_FORMAT, "encoder": self.encoder.config(), "head": asdict(self.head.cfg),
+                "outputs": list(OUTPUTS), "num_parameters": self.num_parameters, "info": self.info}
+
+    def save(self, folder: str | Path) -> Path:
+        save_checkpoint(folder, self.head, self.encoder.config(), self.info)
+        return Path(folder)
+
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path, *, device: str | None = None, use_cache: bool = True, encoder=None) -> "FusionRewardModel":
+        from musicjudge.reward.encoders import build_encoder
+
+        config, head = load_checkpoint(folder, device=device)
+        if encoder is None:
+            encoder = build_encoder(config["encoder"], device=device, use_cache=use_cache)
+        return cls(encoder, head, info=config.get("info"), device=device)
+
+
+def save_checkpoint(folder: str | Path, head, encoder_config: dict[str, Any], info: dict[str, Any] | None = None) -> Path:
+    """Write config.json + model.safetensors (atomic: weights first, then config)."""
+    from safetensors.torch import save
+
+    from musicjudge.io import atomic_write_bytes, atomic_write_json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    atomic_write_bytes(folder / WEIGHTS_NAME, save(tensors))
+    atomic_write_json(folder / CONFIG_NAME, {
+        "format": CHECKPOINT_FORMAT, "encoder": encoder_config, "head": asdict(head.cfg), "outputs": list(OUTPUTS),
+        "num_parameters": count_parameters(head), "info": info or {},
+    })
+    return folder
+
+
+def load_checkpoint(folder: str | Path, *, device: str | None = None):
+    """(config, head) from a checkpoint folder; refuses any tensor that does not match the config."""
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    cfg_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    if not folder.is_dir() or not cfg_path.exists() or not weights_path.exists():
+        raise ModelLoadError(f"{folder}: not a reward checkpoint (needs {CONFIG_NAME} and {WEIGHTS_NAME}); train one with 'musicjudge reward train'")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{cfg_path}: invalid JSON ({e.msg}); the checkpoint is damaged") from None
+    if config.get("format") != CHECKPOINT_FORMAT:
+        raise ModelLoadError(f"{cfg_path}: format {config.get('format')!r} is not {CHECKPOINT_FORMAT!r}; not a musicjudge reward checkpoint")
+    head = make_head(HeadConfig.from_dict(config["head"]))
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError) as e:
+        raise ModelLoadError(f"{weights_path}: cannot read safetensors ({e}); the checkpoint is damaged") from None
+    expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != found:
+        missing = sorted(set(expected) - set(found))
+        extra = sorted(set(found) - set(expected))
+        wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+        detail = "; ".join(x for x in (
+            f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "",
+            f"shape mismatch {[(k, found[k], expected[k]) for k in wrong[:2]]}" if wrong else "") if x)
+        raise ModelLoadError(f"{weights_path}: tensors do not match {CONFIG_NAME} ({detail}); use the config written with these weights")
+    head.load_state_dict(tensors, strict=True)
+    if device:
+        head.to(device)
+    return config, head.eval()
