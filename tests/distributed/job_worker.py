@@ -1,5 +1,6 @@
 """A small but real sharded job (perturb clips, score them with a fixed-seed conv net) that the
-tests run in-process, as manual shards and under torchrun with 2 gloo processes."""
+tests run in-process and as manual shards; ``python job_worker.py OUT_DIR [SHARD]`` runs it
+as one process of a launched job."""
 
 from __future__ import annotations
 
