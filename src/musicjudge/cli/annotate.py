@@ -1,7 +1,60 @@
-"""CLI commands for 'annotate' (placeholder until implemented)."""
+"""CLI: ``musicjudge annotate serve|stats`` — collect human preference votes in the reward schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+annotate_app = typer.Typer(help="Preference annotation web app and vote statistics.", no_args_is_help=True)
+
+
+@annotate_app.command("serve")
+def serve_cmd(
+    pairs: Path = typer.Option(..., "--pairs", help="Pairs manifest to annotate (reward schema; JSONL/CSV/Parquet)."),
+    out: Path = typer.Option(..., "--out", help="Votes file (JSONL, appended; it is the study's state, so re-serving resumes)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes the study to your network)."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    token: str = typer.Option(None, "--token", envvar="MUSICJUDGE_STUDY_TOKEN",
+                              help="Shared access token for the study (or $MUSICJUDGE_STUDY_TOKEN)."),
+    audio_root: Path = typer.Option(None, "--audio-root", help="Only audio under this folder is served (default: the manifest's folder)."),
+    title: str = typer.Option(None, "--title", help="Study title shown on the page (default: the manifest's name)."),
+    seed: int = typer.Option(None, "--seed", help="Seed for the A/B display order (default: random)."),
+) -> None:
+    """Serve the annotation app: two clips per page, musicality + alignment votes with confidence."""
+    import uvicorn
+
+    from musicjudge.annotate.app import create_app
+    from musicjudge.annotate.study import Study
+    from musicjudge.errors import ConfigError
+
+    if out.suffix.lower() != ".jsonl":
+        raise ConfigError(f"{out}: the votes file must be .jsonl (it is appended to, one vote per line)")
+    study = Study(pairs, out, audio_root=audio_root, seed=seed)
+    app = create_app(study, token=token, title=title)
+    skipped = f" ({len(study.excluded)} left out: audio missing or outside {study.audio_root})" if study.excluded else ""
+    typer.echo(f"study: {study.total} pairs{skipped}; votes -> {out}")
+    typer.echo(f"open http://{host}:{port}/" + (" (token required)" if token else ""))
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@annotate_app.command("stats")
+def stats_cmd(
+    votes: Path = typer.Argument(..., help="Votes file written by 'musicjudge annotate serve'."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the statistics as JSON here."),
+    min_common: int = typer.Option(2, "--min-common", help="Cohen's kappa only for annotator pairs with at least this many common pairs."),
+) -> None:
+    """Votes per annotator, inter-annotator agreement (pairwise, Cohen, Fleiss), position bias, tie share."""
+    from musicjudge.annotate.stats import format_stats, read_votes, vote_stats
+    from musicjudge.io import atomic_write_json
+
+    stats = vote_stats(read_votes(votes), min_common=min_common)
+    typer.echo(format_stats(stats))
+    if json_out is not None:
+        atomic_write_json(json_out, stats)
+        typer.echo(f"stats: {json_out}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the 'annotate' group to the root app."""
+    app.add_typer(annotate_app, name="annotate")
