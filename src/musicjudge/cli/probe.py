@@ -58,6 +58,7 @@ def run_cmd(
     dtype: Optional[str] = typer.Option(None, help="float32, float16, bfloat16."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Retry clips that failed in an earlier run."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write RUN_DIR/report.html at the end."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Run only shard INDEX/COUNT of the clips (0-based, e.g. $SLURM_ARRAY_TASK_ID/8); under accelerate launch/torchrun shards are automatic."),
 ) -> None:
     """Score every clip and perturbation; write results.parquet, curves.parquet, errors, report."""
     from musicjudge.probe.config import DatasetSpec, ProbeConfig
@@ -95,7 +96,15 @@ def run_cmd(
     })
     if crop_duration is not None:
         cfg.crop_duration_s = crop_duration if crop_duration > 0 else None
-    run_dir = run_probe(cfg, out)
+    # data-parallel (musicjudge.distributed): one process = plain run_probe; several = a share
+    # each, and only the last one to finish consolidates, summarises and reports
+    from musicjudge.distributed import current_process, run_probe_parallel, shutdown
+
+    run_dir, consolidated = run_probe_parallel(cfg, out, shard=shard)
+    shutdown()
+    if not consolidated:
+        typer.echo(f"{out}: {current_process(shard).describe()} finished its share; the last shard to finish consolidates")
+        return
     _print_summary(run_dir)
     if report:
         from musicjudge.probe.report import write_report
