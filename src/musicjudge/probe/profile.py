@@ -6,8 +6,11 @@ Frames are codec frames (50/s for MusicGen). An injection covers frames [onset, 
 codec look-ahead of ``la`` frames, tokens from ``onset - la`` on may already change, so the
 regions are placed on the token axis as follows:
 
-* baseline: d_t over [0, onset - la) (identical tokens, so ~0 for an exact causal scorer);
-* Peak: from ``onset - la`` until d_t is back at the baseline for ``consecutive`` (5) frames;
+* baseline: d_t over [0, onset - la - lead) (identical tokens, so ~0 for an exact causal
+  scorer). ``lead`` is the delay pattern's largest delay (3 for MusicGen's 4 codebooks): code
+  (k, t) is predicted at position t + k, so a change at frame t already alters the prediction
+  of codebook 3 at frame t - 3 and with it the frame-mean d_t;
+* Peak: from ``onset - la - lead`` until d_t is back at the baseline for ``consecutive`` (5) frames;
 * Assimilation: from the end of the Peak to ``end + la`` (the end of the noise plus look-ahead);
 * Recovery: from ``end + la`` to the end of the clip.
 
@@ -111,6 +114,7 @@ def detect_regions(
     end: int,
     *,
     lookahead: int = 0,
+    lead: int = 0,
     rule: str = "paper",
     consecutive: int = 5,
     smooth_window: int = 9,
@@ -120,7 +124,8 @@ def detect_regions(
     """Find Peak / Assimilation / Recovery on the per-frame difference curve ``d``.
 
     ``onset``/``end``: first and one-past-last frame of the injected noise; ``lookahead``: the
-    codec's look-ahead in frames; ``loss_scale``: the clip's loss variability (std of the
+    codec's look-ahead in frames; ``lead``: further frames before that the curve may change
+    (delay pattern); ``loss_scale``: the clip's loss variability (std of the
     original per-frame loss) that sets the smoothed rule's tolerance (``tol_frac`` x scale;
     the std of ``d`` if not given)."""
     if rule not in RULES:
@@ -131,7 +136,7 @@ def detect_regions(
         raise ConfigError(f"injection frames [{onset}, {end}): onset must be >= 0 and before the end")
     if onset >= n:
         raise ConfigError(f"injection onset frame {onset} is past the clip's {n} frames; use a later-ending clip or an earlier onset")
-    peak_start = max(0, onset - lookahead)
+    peak_start = max(0, onset - lookahead - lead)
     assim_end = min(n, end + lookahead)
     pre = d[:peak_start]
     finite_pre = pre[np.isfinite(pre)]
@@ -163,6 +168,7 @@ def region_metrics(
     end: int,
     *,
     lookahead: int = 0,
+    lead: int = 0,
     consecutive: int = 5,
     smooth_window: int = 9,
     loss_scale: float | None = None,
@@ -184,9 +190,9 @@ def region_metrics(
     """
     d = np.asarray(d, dtype=np.float64)
     out: dict[str, float] = {}
-    paper = detect_regions(d, onset, end, lookahead=lookahead, rule="paper", consecutive=consecutive)
+    paper = detect_regions(d, onset, end, lookahead=lookahead, lead=lead, rule="paper", consecutive=consecutive)
     smooth = detect_regions(
-        d, onset, end, lookahead=lookahead, rule="smooth", consecutive=consecutive,
+        d, onset, end, lookahead=lookahead, lead=lead, rule="smooth", consecutive=consecutive,
         smooth_window=smooth_window, loss_scale=loss_scale, tol_frac=tol_frac,
     )
     for prefix, reg in (("", paper), ("smooth_", smooth)):

@@ -184,6 +184,17 @@ def _noise_seed(seed: int, clip_id: str) -> int:
     return int(stable_hash([int(seed), clip_id]), 16) % (2**31)
 
 
+def delay_pattern_lead(lm) -> int:
+    """Largest codebook delay of a delay-pattern LM (frames by which a code change reaches back
+    to earlier frames' later codebooks); 0 for models without one."""
+    decoder = getattr(lm, "decoder", None)
+    if decoder is None or not hasattr(getattr(decoder, "config", None), "num_codebooks"):
+        return 0
+    from musicjudge.lm.scoring import codebook_delays
+
+    return int(max(codebook_delays(decoder)))
+
+
 class ClipScorer:
     """Scores one clip's original and all its perturbations under one model and turns the
     token losses into result rows and curve rows."""
@@ -201,7 +212,10 @@ class ClipScorer:
         self.analysis = analysis or Analysis()
         self.min_duration_s = required_duration_s(self.perturbations, lm.frame_rate, min_recovery_s)
         self.use_engine = use_engine
+        self.lookahead = int(lm.lookahead_frames)
+        self.lead = delay_pattern_lead(lm)
         self.scored_clips = 0  # how many clips this scorer actually scored (resume checks)
+        self.engine_stats: dict[str, int] = {}  # decoder positions: naive vs computed with prefix sharing
 
     def load(self, path: str, *, crop_start: float = 0.0, crop_duration: float | None = None) -> np.ndarray:
         """Mono wave at the model's rate, cropped; AudioError if unreadable/silent/too short."""
@@ -224,8 +238,12 @@ class ClipScorer:
             except ImportError:
                 pass
             else:
-                out = lm.score_perturbations(wave, perturbed, condition=condition, batch_size=self.batch_size)
-                return out.original, list(out.perturbed)
+                stats: dict = {}
+                orig, pert = lm.score_perturbations(wave, perturbed, condition=condition,
+                                                    batch_size=self.batch_size, stats=stats)
+                for name in ("positions_naive", "positions_computed"):
+                    self.engine_stats[name] = self.engine_stats.get(name, 0) + int(stats.get(name, 0))
+                return orig, list(pert)
         codes = lm.encode_batch([wave, *perturbed])
         try:
             nlls = lm.token_nll_batch(codes, condition=condition, batch_size=self.batch_size)
@@ -292,7 +310,7 @@ class ClipScorer:
             }
             row["D"] = row["loss_pert"] - loss_orig
             if is_noise and onset_frame < n:
-                row.update(region_metrics(d, onset_frame, end_frame, lookahead=int(lm.lookahead_frames),
+                row.update(region_metrics(d, onset_frame, end_frame, lookahead=self.lookahead, lead=self.lead,
                                           consecutive=a.consecutive, smooth_window=a.smooth_window,
                                           loss_scale=orig_std, tol_frac=a.tol_frac, offset_window=a.offset_window))
             rows.append(row)
@@ -453,6 +471,8 @@ def run_probe(config: ProbeConfig, out_dir: str | Path, *, lms: dict[str, Any] |
                 counts["scored"] += 1
                 if bar is not None:
                     bar.update(1)
+            for name, value in scorer.engine_stats.items():
+                counts[name] = counts.get(name, 0) + value
     finally:
         if bar is not None:
             bar.close()
