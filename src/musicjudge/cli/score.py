@@ -1,7 +1,90 @@
-"""CLI commands for 'score' (placeholder until implemented)."""
+"""``musicjudge score``: per-token NLL of audio files under a music LM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+from musicjudge.errors import ConfigError, MusicjudgeError
+
+
+def score(
+    audio: List[Path] = typer.Argument(..., help="Audio file(s) to score (any format soundfile reads)."),
+    model: str = typer.Option(
+        "builtin", "--model", "-m",
+        help="'builtin', a MusicGen hub id (facebook/musicgen-small) or checkpoint directory, or module:Class.",
+    ),
+    condition: Optional[str] = typer.Option(
+        None, "--condition", "-c", help="Text condition (MusicGen); default: the null condition."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o",
+        help="Curve file (.csv or .parquet) for one input, or a directory for several. "
+        "Default: <audio stem>.nll.csv in the current directory.",
+    ),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)."),
+    dtype: Optional[str] = typer.Option(None, help="float32 (default), bfloat16, float16 or auto."),
+) -> None:
+    """Score audio with a music LM: print the mean loss (nats/token) and write the per-frame
+    curve (frame, time_s, nll_mean, nll_cb0..) of each file. Unreadable files are skipped and
+    listed; the rest are still scored."""
+    if out is not None and len(audio) > 1 and out.suffix.lower() in (".csv", ".parquet"):
+        raise ConfigError(f"--out {out}: several inputs need a directory, not a single file")
+    missing = [p for p in audio if not p.exists()]
+    if len(audio) == 1 and missing:
+        raise ConfigError(f"{missing[0]}: file not found; check the path")
+
+    from musicjudge.audio import load_audio
+    from musicjudge.lm import load_music_lm
+
+    lm = load_music_lm(model, device=device, dtype=dtype)
+    failures: list[str] = []
+    for path in audio:
+        try:
+            if not path.exists():
+                raise ConfigError(f"{path}: file not found; check the path")
+            wave = load_audio(path, sample_rate=lm.sample_rate)
+            lm.check_wave(wave, str(path))
+            result = lm.token_nll(lm.encode(wave), condition=condition)
+        except MusicjudgeError as e:
+            if len(audio) == 1:
+                raise
+            failures.append(str(e))
+            typer.echo(f"skipped: {e}", err=True)
+            continue
+        target = _curve_path(path, out, multiple=len(audio) > 1)
+        _write_table(result.to_frame_table(lm.frame_rate), target)
+        typer.echo(f"{path}\tmean_nll={result.mean():.4f} nats/token\tframes={result.num_frames}\tcurve={target}")
+    if failures:
+        typer.echo(f"{len(failures)} of {len(audio)} file(s) skipped (see messages above)", err=True)
+        raise typer.Exit(1)
+
+
+def _curve_path(audio: Path, out: Optional[Path], multiple: bool) -> Path:
+    if out is None:
+        return Path.cwd() / f"{audio.stem}.nll.csv"
+    if multiple or out.is_dir() or out.suffix.lower() not in (".csv", ".parquet"):
+        out.mkdir(parents=True, exist_ok=True)
+        return out / f"{audio.stem}.nll.csv"
+    return out
+
+
+def _write_table(table, target: Path) -> None:
+    from musicjudge.io import atomic_write_bytes, atomic_write_text
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix.lower() == ".parquet":
+        import io
+
+        buf = io.BytesIO()
+        table.to_parquet(buf, index=False)
+        atomic_write_bytes(target, buf.getvalue())
+    else:
+        atomic_write_text(target, table.to_csv(index=False))
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the top-level ``score`` command."""
+    app.command("score")(score)

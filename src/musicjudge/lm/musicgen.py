@@ -75,9 +75,6 @@ class MusicGenLM(DelayPatternLM):
     def from_pretrained(cls, name_or_path: str, device: str | None = None, dtype: Any = None,
                         attn_implementation: str = "sdpa") -> "MusicGenLM":
         """Load a MusicGen checkpoint (hub id or local directory) and its tokenizer if present."""
-        import torch
-        from transformers import AutoConfig, MusicgenForConditionalGeneration
-
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
         local = Path(name_or_path).expanduser()
@@ -86,6 +83,21 @@ class MusicGenLM(DelayPatternLM):
         ):
             raise ModelLoadError(f"{name_or_path}: no MusicGen checkpoint there (config.json missing); "
                                  "give a hub id like facebook/musicgen-small or a saved model directory")
+        from transformers.utils import logging as hf_logging
+
+        # MusicGen's own checkpoints put pad/bos (2048) just outside the vocabulary on purpose
+        # (the extra embedding row); transformers warns about that on every load.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            return cls._load(name_or_path, device, torch_dtype, attn_implementation)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+
+    @classmethod
+    def _load(cls, name_or_path: str, device: str, torch_dtype: Any, attn_implementation: str) -> "MusicGenLM":
+        from transformers import AutoConfig, MusicgenForConditionalGeneration
+
         try:
             config = AutoConfig.from_pretrained(name_or_path)
         except Exception as e:  # noqa: BLE001 - hub/filesystem errors come in many types
@@ -107,6 +119,9 @@ class MusicGenLM(DelayPatternLM):
             raise ModelLoadError(f"{name_or_path}: cannot load MusicGen weights ({_first_line(e)}); "
                                  "re-download or re-save the checkpoint") from None
         model.to(device)
+        import torch
+
+        model.audio_encoder.to(torch.float32)  # codes must not depend on the scoring dtype
         return cls(model, tokenizer=_load_tokenizer(name_or_path), name=str(name_or_path))
 
     # ------------------------------------------------------------------ codec
