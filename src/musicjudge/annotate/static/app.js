@@ -81,6 +81,7 @@ async function nextPair() {
   document.querySelectorAll("button.play").forEach((b) => b.classList.remove("played"));
   $("vote-error").textContent = "";
   $("task").hidden = false;
+  $("task").dataset.pairId = data.pair_id;  // lets scripts/tests know which pair is on screen
   updateSubmit();
 }
 
@@ -102,7 +103,8 @@ function play(slot) {
   const audio = $(`audio-${slot}`);
   audio.currentTime = 0;
   const attempt = audio.play();
-  if (attempt && attempt.catch) attempt.catch((e) => { $("vote-error").textContent = `cannot play audio: ${e.message}`; });
+  // AbortError = the user started another clip before this one began; not a failure.
+  if (attempt && attempt.catch) attempt.catch((e) => { if (e.name !== "AbortError") $("vote-error").textContent = `cannot play audio: ${e.message}`; });
 }
 
 async function submitVote(event) {
