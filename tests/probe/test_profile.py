@@ -119,3 +119,20 @@ def test_clip_profiles_normalises_short_peaks_by_clip_variability():
     assert prof.loc["a", "n_short"] == 2
     assert prof.loc["a", "assim_depth_norm"] == pytest.approx(0.8)
     assert prof.loc["b", "recovery_time_mean"] == pytest.approx(12.0)
+
+
+def test_smooth_rule_is_more_robust_to_frame_noise_than_the_paper_rule():
+    """A 20-frame Peak followed by a zero-mean noisy plateau (the usual shape of real d_t):
+    five raw frames in a row at or below baseline are rare, so the paper rule overshoots."""
+    rng = np.random.default_rng(0)
+    hits = {"paper": 0, "smooth": 0}
+    trials = 100
+    for _ in range(trials):
+        d = np.zeros(400)
+        d[100:120] = 1.0
+        d[100:] += rng.normal(0, 0.15, 300)
+        for rule in hits:
+            r = detect_regions(d, 100, 200, rule=rule, loss_scale=1.0)
+            hits[rule] += abs(r.peak_end - 120) <= 3
+    assert hits["smooth"] >= 0.9 * trials
+    assert hits["paper"] <= 0.3 * trials
