@@ -419,10 +419,6 @@ def run_probe(config: ProbeConfig, out_dir: str | Path, *, lms: dict[str, Any] |
     for k in pending:
         by_model.setdefault(k.model, []).append(k)
     bar = None
-    if progress and pending:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(pending), desc="probe", unit="clip")
     errors_path = out_dir / "errors.jsonl"
     try:
         for label, model_keys in by_model.items():
@@ -434,6 +430,10 @@ def run_probe(config: ProbeConfig, out_dir: str | Path, *, lms: dict[str, Any] |
             scorer = ClipScorer(lm, perturbation_grid(config, float(lm.frame_rate)), seeds=config.seeds,
                                 condition=config.condition, batch_size=config.batch_size, analysis=config.analysis,
                                 min_recovery_s=config.min_recovery_s)
+            if progress and bar is None:  # started after the first model loads, so load errors print cleanly
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(pending), desc="probe", unit="clip")
             for key in model_keys:
                 if bar is not None:
                     bar.set_postfix_str(key.key[-40:])
