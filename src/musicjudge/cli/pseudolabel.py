@@ -76,6 +76,42 @@ def label_cmd(
         typer.echo(f"{s['errors']} verdicts failed (see verdicts.jsonl); re-run the same command to retry them", err=True)
 
 
+@pseudolabel_app.command("generate")
+def generate_cmd(
+    prompts: Path = typer.Argument(..., help="Prompts: .txt (one text per line) or JSONL/CSV/Parquet with text, lyrics, ref_audio, id."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (audio/ + candidates.jsonl). Re-run to resume."),
+    model: str = typer.Option("builtin", "--model", "-m", help="builtin | MusicGen hub id or local checkpoint | module:Class"),
+    n: int = typer.Option(4, "--n", help="Candidates per prompt (>= 2)."),
+    top_k: str = typer.Option("50,250", "--top-k", help="Top-k sweep, cycled over the candidates of a prompt (e.g. 50,250; 0 = no top-k)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature."),
+    duration_s: float = typer.Option(8.0, "--duration", help="Seconds per clip."),
+    seed: int = typer.Option(0, "--seed", help="Base seed (each clip's seed derives from it, the prompt id and its index)."),
+    guidance_scale: float = typer.Option(None, "--guidance-scale", help="Classifier-free guidance for MusicGen (default: the checkpoint's)."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: CUDA when present)."),
+) -> None:
+    """Generate N candidate clips per prompt (top-k sweep), ready for 'pseudolabel pair'."""
+    from musicjudge.errors import ConfigError
+    from musicjudge.pseudolabel.generate import generate_candidates, load_generator, read_prompts
+
+    try:
+        sweep = [int(v) or None for v in top_k.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--top-k {top_k!r}: give integers separated by commas, e.g. 50,250") from None
+    if any(v is not None and v < 0 for v in sweep):
+        raise ConfigError(f"--top-k {top_k!r}: values must be >= 0")
+    items = read_prompts(prompts)
+    generator = load_generator(model, device=device, guidance_scale=guidance_scale)
+    if not generator.conditioned_on:
+        typer.echo(f"note: {generator.name} is unconditional; instructions are recorded but do not steer the clips", err=True)
+    manifest = generate_candidates(items, generator, out, n=n, top_k_sweep=sweep, temperature=temperature,
+                                   duration_s=duration_s, seed=seed)
+    typer.echo(f"candidates: {manifest}")
+    failures = out / "failures.jsonl"
+    if failures.exists():
+        typer.echo(f"some prompts failed; see {failures} (re-run to retry)", err=True)
+    typer.echo(f"next: musicjudge pseudolabel pair {manifest} --out {out / 'pairs.jsonl'}")
+
+
 @pseudolabel_app.command("pair")
 def pair_cmd(
     candidates: Path = typer.Argument(..., help="Candidates manifest (id, text, lyrics, ref_audio, audio, system), e.g. from 'pseudolabel generate'."),

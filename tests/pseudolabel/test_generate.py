@@ -1,0 +1,98 @@
+"""Prompts -> candidates (a real MusicGen architecture, tiny and randomly initialised, sampled
+through transformers' generate) -> pairs -> position-consistent pseudo-labels."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from musicjudge.cli.main import app as cli_app
+from musicjudge.pseudolabel.generate import generate_candidates, read_prompts
+from musicjudge.reward.data import read_pairs, read_rated
+
+
+@pytest.fixture(scope="module")
+def tiny_musicgen(tmp_path_factory):
+    import torch
+
+    from musicjudge.lm.musicgen import build_tiny_musicgen
+
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("tiny-musicgen")
+    build_tiny_musicgen(path)
+    return path
+
+
+def test_prompts_to_pseudo_labels(tiny_musicgen, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a calm piano piece\n\nfast electronic beat with drums\n")
+    gen = tmp_path / "gen"
+    runner = CliRunner()
+    args = ["pseudolabel", "generate", str(prompts), "--model", str(tiny_musicgen), "--n", "3", "--top-k", "5,50",
+            "--duration", "0.4", "--out", str(gen)]
+    r = runner.invoke(cli_app, args)
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (gen / "candidates.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["prompt0001-0", "prompt0001-1", "prompt0001-2", "prompt0002-0", "prompt0002-1", "prompt0002-2"]
+    assert [row["top_k"] for row in rows] == [5, 50, 5] * 2
+    assert rows[3]["text"] == "fast electronic beat with drums" and rows[0]["conditioned_on"] == ["text"]
+    assert len({row["seed"] for row in rows}) == 6
+    waves = {}
+    for row in rows:
+        wave, sr = sf.read(gen / row["audio"], dtype="float32")
+        assert sr == 32000 and abs(len(wave) / sr - 0.4) < 0.05 and np.abs(wave).max() > 1e-4
+        waves[row["id"]] = wave
+    assert not np.allclose(waves["prompt0001-0"], waves["prompt0001-2"])  # different seeds, different clips
+    # resume: drop the last row as if the run died before writing it; only that clip is redone, identically
+    lines = (gen / "candidates.jsonl").read_text().splitlines(keepends=True)
+    (gen / "candidates.jsonl").write_text("".join(lines[:-1]))
+    r = runner.invoke(cli_app, args)
+    assert r.exit_code == 0, r.output
+    again = [json.loads(line) for line in (gen / "candidates.jsonl").read_text().splitlines()]
+    assert again == rows
+    np.testing.assert_allclose(sf.read(gen / rows[-1]["audio"], dtype="float32")[0], waves["prompt0002-2"], atol=1e-4)
+    # candidates read as rated clips of the reward schema; pair and label them
+    assert {c.system for c in read_rated(gen / "candidates.jsonl")} == {f"{tiny_musicgen}/top_k=5", f"{tiny_musicgen}/top_k=50"}
+    r = runner.invoke(cli_app, ["pseudolabel", "pair", str(gen / "candidates.jsonl"), "--out", str(tmp_path / "pairs.jsonl")])
+    assert r.exit_code == 0 and "6 pairs" in r.output
+    pairs = read_pairs(tmp_path / "pairs.jsonl")
+    assert all(p.metadata["prompt_id"] in ("prompt0001", "prompt0002") and not p.preference for p in pairs)
+    r = runner.invoke(cli_app, ["pseudolabel", "label", str(tmp_path / "pairs.jsonl"), "--judge", "heuristic", "--out", str(tmp_path / "pl")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "pl" / "summary.json").read_text())
+    assert summary["pairs"] == 6 and summary["verdicts"]["ok"] == 12
+    kept = read_pairs(tmp_path / "pl" / "pseudo_pairs.jsonl")
+    assert len(kept) == summary["kept_pairs"] >= 1  # the heuristic judge has no position bias
+    assert all(p.source == "pseudo:heuristic" and p.preference.get("musicality") in ("A", "B", "tie") for p in kept)
+
+
+class FlakyToneGenerator:
+    """Sine tones; fails for prompts that contain 'FAIL' (a bad prompt must not stop the run)."""
+
+    name = "tones"
+    conditioned_on = ("text",)
+
+    def generate(self, instruction, *, seed, top_k, temperature, duration_s):
+        from musicjudge.errors import ConfigError
+
+        if "FAIL" in (instruction.text or ""):
+            raise ConfigError("cannot render this prompt")
+        t = np.arange(int(16000 * duration_s)) / 16000
+        return 0.3 * np.sin(2 * np.pi * (200 + seed % 400) * t), 16000
+
+
+def test_bad_prompts_are_recorded_and_skipped(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "ok1", "text": "tone"}\n{"id": "bad", "text": "FAIL here"}\n{"id": "ok2", "text": "tone 2"}\n')
+    manifest = generate_candidates(read_prompts(prompts), FlakyToneGenerator(), tmp_path / "gen", n=2, duration_s=0.2, progress=False)
+    assert [c.id for c in read_rated(manifest)] == ["ok1-0", "ok1-1", "ok2-0", "ok2-1"]
+    failures = [json.loads(line) for line in (tmp_path / "gen" / "failures.jsonl").read_text().splitlines()]
+    assert failures == [{"prompt_id": "bad", "candidate": 0, "error": "cannot render this prompt"}]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "../x", "text": "t"}\n')
+    from musicjudge.errors import ManifestError
+
+    with pytest.raises(ManifestError, match="names a folder"):
+        read_prompts(bad)
