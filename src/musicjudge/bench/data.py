@@ -28,7 +28,7 @@ class TaskData:
 
 
 def _builtin_pairs_manifest(spec: str) -> Path:
-    """``builtin:<split>?n=<N>&seed=<S>`` -> the reward package's cached held-out manifest."""
+    """``builtin:<split>?n=<N>&seed=<S>[&corpus_limit=<P>]`` -> the reward package's cached held-out manifest."""
     from musicjudge.io import cache_dir
 
     body = spec[len("builtin:"):]
@@ -37,14 +37,15 @@ def _builtin_pairs_manifest(spec: str) -> Path:
     try:
         n = int(params.get("n", 640))
         seed = int(params.get("seed", 0))
+        corpus_limit = int(params["corpus_limit"]) if "corpus_limit" in params else None
     except ValueError:
-        raise ConfigError(f"{spec!r}: n and seed must be integers, e.g. builtin:heldout?n=640&seed=0") from None
+        raise ConfigError(f"{spec!r}: n, seed and corpus_limit must be integers, e.g. builtin:heldout?n=640&seed=0") from None
     try:
         from musicjudge.reward.builtin_pairs import build_builtin_pairs
     except ImportError as e:
         raise ConfigError(f"{spec}: the built-in pair builder is unavailable ({e}); install musicjudge fully") from None
-    out_dir = cache_dir("bench", "builtin_pairs", f"{split or 'heldout'}-n{n}-s{seed}")
-    return Path(build_builtin_pairs(out_dir, split=split or "heldout", n=n, seed=seed))
+    out_dir = cache_dir("bench", "builtin_pairs", f"{split or 'heldout'}-n{n}-s{seed}-c{corpus_limit or 'all'}")
+    return Path(build_builtin_pairs(out_dir, split=split or "heldout", n=n, seed=seed, corpus_limit=corpus_limit))
 
 
 def _is_local(path: str | None) -> bool:

@@ -240,11 +240,7 @@ def resolve_model(spec: str, model_args: dict[str, Any] | None = None) -> BenchM
         m = RandomReward(seed)
         return BenchModel(spec, f"random:{seed}", m.fingerprint, m)
     if base == "cosine" and not Path(spec).exists():
-        from musicjudge.reward import encoders
-
-        encoder = encoders.load_encoder(arg or "clap", **kwargs)
-        m = CosineBaseline(encoder, name=f"cosine:{arg or 'clap'}")
-        return BenchModel(spec, f"cosine:{arg or 'clap'}", stable_hash([spec, m.fingerprint]), m)
+        return _cosine_model(spec, arg, kwargs)
     if base == "loss-profile":
         m = LossProfileReward(arg or "builtin", **kwargs)
         return BenchModel(spec, f"loss-profile:{arg or 'builtin'}", stable_hash(m.fingerprint), m)
@@ -285,6 +281,38 @@ def resolve_model(spec: str, model_args: dict[str, Any] | None = None) -> BenchM
         fp = stable_hash(spec)
         name = spec
     return BenchModel(spec, name, stable_hash([spec, fp, kwargs]), m)
+
+
+def _cosine_model(spec: str, arg: str, kwargs: dict[str, Any]) -> BenchModel:
+    """``cosine`` / ``cosine:builtin``: the reward package's cosine baseline over the built-in
+    encoder (MiniLM text mapped into the audio-feature space by ridge regression fitted on the
+    built-in *train* pairs, or on ``fit_pairs=PATH``); ``cosine:clap:PATH``: zero-shot CLAP
+    cosine; ``cosine:module:Attr``: zero-shot cosine over any joint encoder factory."""
+    if arg in ("", "builtin"):
+        from musicjudge.reward.baselines import CosineBaseline as FittedCosine
+        from musicjudge.reward.data import read_pairs
+        from musicjudge.reward.encoders import BuiltinEncoder
+
+        fit = kwargs.get("fit_pairs")
+        if fit is None:
+            from musicjudge.reward.builtin_pairs import build_builtin_pairs
+
+            fit = build_builtin_pairs(split="train", n=int(kwargs.get("fit_n", 256)), seed=0,
+                                      corpus_limit=kwargs.get("corpus_limit"))
+        m = FittedCosine(BuiltinEncoder()).fit(read_pairs(fit, require_label=True))
+        fp = stable_hash(["cosine-builtin", _dir_fingerprint(Path(fit)), str(m.encoder.audio_key())])
+        return BenchModel(spec, "cosine:builtin", fp, m)
+    if arg.startswith("clap:"):
+        from musicjudge.reward.encoders import ClapEncoder
+
+        encoder = ClapEncoder(arg[len("clap:"):])
+        return BenchModel(spec, "cosine:clap", stable_hash([spec, encoder.audio_key()]), CosineBaseline(encoder, "cosine:clap"))
+    from musicjudge.plugins import load_object
+
+    factory = load_object(arg)
+    encoder = factory(**kwargs) if callable(factory) else factory
+    m = CosineBaseline(encoder, f"cosine:{arg}")
+    return BenchModel(spec, f"cosine:{arg.rsplit(':', 1)[-1]}", stable_hash([spec, m.fingerprint, kwargs]), m)
 
 
 def available_models() -> list[str]:
