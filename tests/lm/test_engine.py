@@ -32,7 +32,7 @@ def test_engine_equals_full_forward(tiny_lm, condition):
         assert (got.nll - want.nll).abs().max().item() <= 1e-4
     assert (results[-1].nll == original.nll).all() and stats["spans"][-1] is None
     # real savings: fewer positions than one full pass per clip
-    assert stats["positions_unique"] < stats["positions_computed"] < stats["positions_naive"]
+    assert stats["positions_unique"] == stats["positions_computed"] < 0.8 * stats["positions_naive"]
     # codes change a few frames BEFORE the waveform (EnCodec look-ahead), never more than it
     onset_frame = 25
     first = stats["spans"][0].first_frame

@@ -126,21 +126,19 @@ def score_code_perturbations(
         todo.sort(key=lambda i: (spans[i].first_position, spans[i].stop_position))
         for begin in range(0, len(todo), batch_size):
             idx = todo[begin : begin + batch_size]
-            start = min(spans[i].first_position for i in idx)
-            stop = max(spans[i].stop_position for i in idx)
-            batch = len(idx)
-            codes = torch.stack([perturbed[i] for i in idx]).to(device)
-            seq = delayed_input_ids(decoder, codes, bos_token_id=lm.bos_token_id)
-            hidden = _suffix_hidden(decoder, prefix_kv, seq[..., start:stop], start, states, states_mask,
-                                    lm.chunk_size, run_decoder)
-            computed += batch * (stop - start)
-            # hidden at position start-1 depends only on the shared prefix: take the original's
-            hidden = torch.cat([hidden0[:, start - 1 : start].expand(batch, -1, -1), hidden], dim=1)
-            nll = heads_nll(decoder, hidden, codes, position_offset=start - 1)[0].cpu()  # [B, K, T]
-            for row, i in enumerate(idx):
+            codes = {i: perturbed[i].to(device) for i in idx}
+            seqs = delayed_input_ids(decoder, torch.stack(list(codes.values())), bos_token_id=lm.bos_token_id)
+            seqs = dict(zip(idx, seqs))
+            parts = _sweep(decoder, prefix_kv, seqs, {i: spans[i] for i in idx}, states, states_mask,
+                           lm.chunk_size)
+            for i in idx:
                 span = spans[i]
-                before = position_of < start - 1
-                values = torch.where(before, nll0, nll[row])
+                start = span.first_position
+                computed += span.stop_position - start
+                # position start-1 depends only on the shared prefix: take the original's state
+                hidden = torch.cat([hidden0[0, start - 1 : start], parts[i]], dim=0)[None]
+                nll = heads_nll(decoder, hidden, codes[i][None], position_offset=start - 1)[0][0].cpu()
+                values = torch.where(position_of < start - 1, nll0, nll)
                 if horizon is None:
                     mask = torch.ones_like(values, dtype=torch.bool)
                 else:
@@ -160,27 +158,56 @@ def score_code_perturbations(
     return TokenNLL(nll=nll0, mask=torch.ones_like(nll0, dtype=torch.bool)), results  # type: ignore[return-value]
 
 
-def _suffix_hidden(decoder, prefix_kv, inputs, start, states, states_mask, chunk_size, run_decoder):
-    """Decoder states at positions ``start..`` of a batch whose first ``start`` positions equal
-    the original's: the original's cached keys/values are shared (expanded to the batch)."""
+def _sweep(decoder, prefix_kv, seqs, spans, states, states_mask, chunk_size):
+    """Decoder states of several perturbed clips at their own positions
+    ``[first_position, stop_position)`` in one left-to-right sweep over positions.
+
+    Between consecutive start/stop positions the set of active clips is fixed, so they run as
+    one batch from a shared KV cache. A clip *joins* at its first differing position with the
+    original's cached keys/values up to there (its prefix is the original's) and *leaves* at
+    its stop; so no position is computed twice or in vain, whatever the mix of onsets and
+    lengths. Returns ``{clip: hidden [stop - first, D]}``."""
+    import torch
     from transformers import DynamicCache, EncoderDecoderCache
 
-    batch = inputs.shape[0]
-    self_cache = DynamicCache(
-        ddp_cache_data=[(k[:, :, :start].expand(batch, -1, -1, -1), v[:, :, :start].expand(batch, -1, -1, -1))
-                        for k, v in prefix_kv]
-    )
-    cache = EncoderDecoderCache(self_cache, DynamicCache())
-    hidden, _ = run_decoder(
-        decoder,
-        inputs,
-        encoder_hidden_states=None if states is None else states.expand(batch, *states.shape[1:]),
-        encoder_attention_mask=None if states_mask is None else states_mask.expand(batch, *states_mask.shape[1:]),
-        cache=cache,
-        use_cache=True,
-        chunk_size=chunk_size,
-    )
-    return hidden
+    starts = {i: span.first_position for i, span in spans.items()}
+    stops = {i: span.stop_position for i, span in spans.items()}
+    points = sorted(set(starts.values()) | set(stops.values()))
+    bounds = []
+    for a, b in zip(points, points[1:]):
+        step = chunk_size or (b - a)
+        bounds.extend((x, min(b, x + step)) for x in range(a, b, step))
+    rows: list = []  # clip ids, in cache batch order
+    kv = None  # per layer (keys, values) [len(rows), heads, a, head_dim]
+    parts = {i: [] for i in spans}
+    for a, b in bounds:
+        keep = [r for r, i in enumerate(rows) if stops[i] > a]
+        if len(keep) < len(rows):
+            rows = [rows[r] for r in keep]
+            kv = [(k[keep], v[keep]) for k, v in kv] if rows else None
+        joiners = [i for i in spans if starts[i] == a]
+        if joiners:
+            new = [(k[:, :, :a].expand(len(joiners), -1, -1, -1), v[:, :, :a].expand(len(joiners), -1, -1, -1))
+                   for k, v in prefix_kv]
+            kv = new if kv is None else [(torch.cat([k0, k1]), torch.cat([v0, v1]))
+                                         for (k0, v0), (k1, v1) in zip(kv, new)]
+            rows = rows + joiners
+        if not rows:
+            continue
+        batch = len(rows)
+        inputs = torch.stack([seqs[i][:, a:b] for i in rows])  # [batch, K, b - a]
+        cache = EncoderDecoderCache(DynamicCache(ddp_cache_data=kv), DynamicCache())
+        out = decoder.model(
+            input_ids=inputs.reshape(batch * inputs.shape[1], b - a),
+            encoder_hidden_states=None if states is None else states.expand(batch, *states.shape[1:]),
+            encoder_attention_mask=None if states_mask is None else states_mask.expand(batch, *states_mask.shape[1:]),
+            cache=cache,
+            use_cache=True,
+        )
+        kv = [(layer.keys, layer.values) for layer in out.cache.self_attention_cache.layers]
+        for r, i in enumerate(rows):
+            parts[i].append(out.last_hidden_state[r])
+    return {i: torch.cat(p, dim=0) for i, p in parts.items()}
 
 
 def score_perturbations(
