@@ -133,7 +133,7 @@ class CountingLM:
 
 def test_api_interrupt_then_resume_with_manifest(tmp_path, tiny_lm, audio_dir):
     manifest = tmp_path / "set.jsonl"
-    rows = [{"id": f"c{i}", "path": str(audio_dir / f"clip{i}.wav"), "text": "calm piano"} for i in range(3)]
+    rows = [{"id": f"c{i}", "path": str(audio_dir / f"clip{i}.wav"), "text": "calm piano", "top_k": 50 * i} for i in range(3)]
     rows.append({"id": "gone", "path": "missing.wav"})
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = ProbeConfig(models=["tiny=unused-spec"], datasets=[f"m={manifest}"], crop_duration_s=4.0,
@@ -151,6 +151,8 @@ def test_api_interrupt_then_resume_with_manifest(tmp_path, tiny_lm, audio_dir):
     assert second.calls == 2  # c1 and c2 only; c0 was kept, "gone" fails before scoring
     res = pd.read_parquet(out / "results.parquet")
     assert sorted(res["clip_id"].unique()) == ["c0", "c1", "c2"] and (res["condition"] == "calm piano").all()
+    clips = pd.read_parquet(out / "clips.parquet").set_index("clip_id")
+    assert json.loads(clips.loc["c2", "metadata"]) == {"top_k": 100}
     errors = pd.read_csv(out / "errors.csv")
     assert list(errors["clip_id"]) == ["gone"] and "missing.wav" in errors["reason"].iloc[0]
     curves = pd.read_parquet(out / "curves.parquet")

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 RESULT_COLUMNS = [
     "model", "dataset", "clip_id", "path", "perturbation", "kind", "colour", "mode", "level_db", "level_ref",
     "shuffle_kind", "onset_s", "onset_frame", "end_frame", "length_frames", "length_s", "seed", "noise_seed",
-    "n_frames", "frame_rate", "loss_orig", "loss_pert", "D", "orig_loss_std", "condition",
+    "n_frames", "frame_rate", "loss_orig", "loss_pert", "D", "orig_loss_std", "condition", "metadata",
     # region metrics (noise only; NaN for shuffles)
     "peak_start", "peak_end", "assim_end", "baseline", "peak_mean", "peak_height", "peak_area", "peak_duration",
     "assim_mean", "assim_depth", "smooth_peak_end", "smooth_peak_mean", "smooth_peak_height", "smooth_peak_area",
@@ -53,7 +53,8 @@ RESULT_COLUMNS = [
     "recovered", "recovery_var", "offset_spike", "perturbation_spec",
 ]
 CURVE_COLUMNS = ["model", "dataset", "clip_id", "perturbation", "seed", "codebook", "frame", "loss_orig", "loss_pert", "d"]
-CLIP_COLUMNS = ["model", "dataset", "clip_id", "path", "n_frames", "frame_rate", "duration_s", "loss_orig", "orig_loss_std", "condition"]
+CLIP_COLUMNS = ["model", "dataset", "clip_id", "path", "n_frames", "frame_rate", "duration_s", "loss_orig", "orig_loss_std",
+                "condition", "metadata"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,6 +70,7 @@ class WorkKey:
     clip_id: str
     path: str
     text: str | None = None
+    metadata: str | None = None  # JSON object of the manifest row's other fields
 
     @property
     def key(self) -> str:
@@ -80,17 +82,18 @@ class WorkKey:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "model_spec": self.model_spec, "dataset": self.dataset,
-                "clip_id": self.clip_id, "path": self.path, "text": self.text}
+                "clip_id": self.clip_id, "path": self.path, "text": self.text, "metadata": self.metadata}
 
 
-def list_clips(dataset_path: str, limit: int | None = None) -> list[tuple[str, str, str | None]]:
-    """(clip_id, path, text) of a data set: a folder (ids = relative paths) or a JSONL manifest
-    (``path`` required; ``id`` and ``text`` optional; relative paths are relative to the file)."""
+def list_clips(dataset_path: str, limit: int | None = None) -> list[tuple[str, str, str | None, str | None]]:
+    """(clip_id, path, text, metadata JSON) of a data set: a folder (ids = relative paths) or a
+    JSONL manifest (``path`` required; ``id`` and ``text`` optional; every other field is kept
+    as metadata; relative paths are relative to the manifest)."""
     from musicjudge.audio import list_audio_files
 
     root = Path(dataset_path)
     if root.is_dir():
-        clips = [(p.relative_to(root).as_posix(), str(p), None) for p in list_audio_files(root)]
+        clips = [(p.relative_to(root).as_posix(), str(p), None, None) for p in list_audio_files(root)]
         if not clips:
             raise ConfigError(f"{root}: no audio files found; point --audio at a folder of .wav/.flac/... files")
     elif root.is_file() and root.suffix.lower() in (".jsonl", ".json"):
@@ -107,7 +110,9 @@ def list_clips(dataset_path: str, limit: int | None = None) -> list[tuple[str, s
                 raise ManifestError(f"{root}:{i}: duplicate id {clip_id!r}; ids must be unique within a manifest")
             seen.add(clip_id)
             text = row.get("text")
-            clips.append((clip_id, str(path), str(text) if text else None))
+            extra = {k: v for k, v in row.items() if k not in ("path", "id", "text")}
+            metadata = json.dumps(extra, sort_keys=True, ensure_ascii=False, default=str) if extra else None
+            clips.append((clip_id, str(path), str(text) if text else None, metadata))
         if not clips:
             raise ManifestError(f"{root}: manifest is empty; add one JSON row per clip")
     else:
@@ -126,8 +131,8 @@ def work_keys(config: ProbeConfig) -> list[WorkKey]:
     for spec in config.models:
         label, model_spec = model_label(spec)
         for d in config.datasets:
-            for clip_id, path, text in listed[d.name]:
-                keys.append(WorkKey(label, model_spec, d.name, clip_id, path, text))
+            for clip_id, path, text, metadata in listed[d.name]:
+                keys.append(WorkKey(label, model_spec, d.name, clip_id, path, text, metadata))
     return keys
 
 
@@ -357,7 +362,7 @@ def _results_frame(rows: list[dict]) -> "pd.DataFrame":
         if col not in df.columns:
             df[col] = np.nan
     df = df[RESULT_COLUMNS]
-    for col in ("colour", "mode", "level_ref", "shuffle_kind", "condition", "path"):
+    for col in ("colour", "mode", "level_ref", "shuffle_kind", "condition", "path", "metadata"):
         df[col] = df[col].astype("string")
     for col in ("peak_start", "peak_end", "assim_end", "peak_duration", "smooth_peak_end", "smooth_peak_duration",
                 "level_db", "recovery_time", "recovered", "baseline"):
@@ -459,7 +464,7 @@ def run_probe(config: ProbeConfig, out_dir: str | Path, *, lms: dict[str, Any] |
                         bar.update(1)
                     continue
                 for r in rows:
-                    r["model"], r["dataset"] = key.model, key.dataset
+                    r["model"], r["dataset"], r["metadata"] = key.model, key.dataset, key.metadata
                 res_path, curve_path = shard_paths(out_dir, key)
                 if curves is not None:
                     curves.insert(0, "clip_id", key.clip_id)
@@ -506,6 +511,7 @@ def consolidate(out_dir: str | Path) -> dict[str, Path]:
     clips = (results.groupby(["model", "dataset", "clip_id"], sort=True)
              .agg(path=("path", "first"), n_frames=("n_frames", "max"), loss_orig=("loss_orig", "first"),
                   orig_loss_std=("orig_loss_std", "first"), condition=("condition", "first"),
+                  metadata=("metadata", "first"),
                   frame_rate=("frame_rate", "first")).reset_index())
     clips["duration_s"] = clips["n_frames"] / clips["frame_rate"]
     atomic_write_bytes(out_dir / "clips.parquet", _parquet_bytes(clips[CLIP_COLUMNS] if len(clips) else pd.DataFrame(columns=CLIP_COLUMNS)))
