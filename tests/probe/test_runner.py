@@ -133,7 +133,8 @@ class CountingLM:
 
 def test_api_interrupt_then_resume_with_manifest(tmp_path, tiny_lm, audio_dir):
     manifest = tmp_path / "set.jsonl"
-    rows = [{"id": f"c{i}", "path": str(audio_dir / f"clip{i}.wav"), "text": "calm piano", "top_k": 50 * i} for i in range(3)]
+    rows = [{"id": f"c{i}", "path": str(audio_dir / f"clip{i}.wav"), "text": "calm piano", "metadata": {"top_k": 50 * i}}
+            for i in range(3)]
     rows.append({"id": "gone", "path": "missing.wav"})
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = ProbeConfig(models=["tiny=unused-spec"], datasets=[f"m={manifest}"], crop_duration_s=4.0,

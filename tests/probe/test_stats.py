@@ -82,3 +82,13 @@ def test_region_summary_pools_long_injections():
     assert out.loc["peak", "mean"] == pytest.approx(2.0)
     assert out.loc["assimilation", "mean"] == pytest.approx(-2.0)
     assert out.loc["recovery", "n"] == 2
+
+
+def test_d_by_metadata_reads_the_json_column():
+    df = table()
+    df["metadata"] = df["clip_id"].map({"c1": '{"top_k": 10}', "c2": '{"top_k": 500}', "c3": None})
+    out = S.d_by_metadata(df, "top_k")
+    assert set(out["top_k"]) == {10, 500} and (out["n"] == 1).all()
+    row = out[(out.model == "m1") & (out.top_k == 500) & (out.length_frames == 200)].iloc[0]
+    assert row["mean"] == pytest.approx(-0.2 - 0.02)
+    assert S.d_by_metadata(df.drop(columns="metadata"), "top_k").empty

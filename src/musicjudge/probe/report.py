@@ -122,6 +122,9 @@ def build_report(results: pd.DataFrame, clips: pd.DataFrame, out_html: Path, *, 
         "regions_smooth": S.region_summary(results, min_length=analysis.long_min_frames, seed=seed, rule="smooth"),
         "original_loss": S.original_loss_summary(clips, seed=seed),
     }
+    by_topk = S.d_by_metadata(results, "top_k", seed=seed)
+    if len(by_topk):
+        tables["d_by_top_k"] = by_topk
     profiles = clip_profiles(results, spec)
     tables["profile_scores_clips"] = profiles
     tables["profile_scores"] = profile_summary(profiles, seed=seed) if len(profiles) else profiles
@@ -158,6 +161,9 @@ def build_report(results: pd.DataFrame, clips: pd.DataFrame, out_html: Path, *, 
     if len(tables["d_by_length_shuffle"]):
         rep.add_table("D by shuffle block size", tables["d_by_length_shuffle"])
         rep.add_table("Correlation of D with block size (shuffle)", tables["correlations_shuffle"])
+    if "d_by_top_k" in tables:
+        rep.add_table("D by sampling top-k", tables["d_by_top_k"],
+                      "Clips whose manifest records the top-k they were sampled with (the Generated set).")
     rep.add_table("Context amnesia rate", tables["amnesia_rate"], "Share of injections with D < 0; Wilson 95% CI.")
     rep.add_table("Mean d_t per region (paper rule)", tables["regions_paper"], f"Noise lengths >= {analysis.long_min_frames} frames.")
     rep.add_table("Mean d_t per region (smoothed rule)", tables["regions_smooth"])

@@ -110,7 +110,9 @@ def list_clips(dataset_path: str, limit: int | None = None) -> list[tuple[str, s
                 raise ManifestError(f"{root}:{i}: duplicate id {clip_id!r}; ids must be unique within a manifest")
             seen.add(clip_id)
             text = row.get("text")
-            extra = {k: v for k, v in row.items() if k not in ("path", "id", "text")}
+            extra = {k: v for k, v in row.items() if k not in ("path", "id", "text", "metadata")}
+            if isinstance(row.get("metadata"), dict):  # a nested metadata object is flattened
+                extra.update(row["metadata"])
             metadata = json.dumps(extra, sort_keys=True, ensure_ascii=False, default=str) if extra else None
             clips.append((clip_id, str(path), str(text) if text else None, metadata))
         if not clips:

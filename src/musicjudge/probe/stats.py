@@ -129,3 +129,31 @@ def region_summary(results: pd.DataFrame, *, min_length: int = 50, seed: int = 0
 def original_loss_summary(clips: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Mean loss of the original clips per model and data set (the protocol's first table)."""
     return summarize(clips, _grouping(clips), "loss_orig", seed=seed)
+
+
+def metadata_column(df: pd.DataFrame, field: str) -> pd.Series:
+    """One field of the JSON ``metadata`` column (NaN where absent)."""
+    import json
+
+    def get(text):
+        if not isinstance(text, str) or not text:
+            return np.nan
+        try:
+            return json.loads(text).get(field, np.nan)
+        except (json.JSONDecodeError, AttributeError):
+            return np.nan
+
+    if "metadata" not in df.columns:
+        return pd.Series(np.nan, index=df.index)
+    return df["metadata"].map(get)
+
+
+def d_by_metadata(results: pd.DataFrame, field: str, *, kind: str = "noise", seed: int = 0) -> pd.DataFrame:
+    """D per model, data set, metadata ``field`` value (e.g. the Generated set's ``top_k``) and
+    length, over the rows whose manifest carried the field; empty if none did."""
+    sub = results[results["kind"] == kind].copy()
+    sub[field] = metadata_column(sub, field)
+    sub = sub[sub[field].notna()]
+    if sub.empty:
+        return pd.DataFrame(columns=["model", "dataset", field, "length_frames", "n", "mean", "std", "sem", "ci_low", "ci_high"])
+    return summarize(sub, ["model", "dataset", field, "length_frames"], "D", seed=seed)
