@@ -117,12 +117,23 @@ class JointToneEncoder:
         return np.array([[1.0, 0.0] if "high quality" in t else [0.0, 1.0] for t in texts])
 
 
+class Broken:
+    def score(self, items):
+        raise TypeError("bug in the plugin")
+
+
 class Interrupting(RmsReward):
-    """Dies (like Ctrl-C) on the second batch."""
+    """Dies (like Ctrl-C) on its second batch unless ``resume`` is set; counts clips scored."""
+
+    batches = 0
+    clips = 0
+    resume = False
 
     def score(self, items):
-        if type(self).calls >= 1:
+        if Interrupting.batches >= 1 and not Interrupting.resume:
             raise KeyboardInterrupt
+        Interrupting.batches += 1
+        Interrupting.clips += len(items)
         return super().score(items)
 '''
 

@@ -24,7 +24,7 @@ from musicjudge.bench import metrics as M
 from musicjudge.bench.data import TaskData, load_task_data
 from musicjudge.bench.models import BenchModel, item_key, resolve_model
 from musicjudge.bench.tasks import Benchmark, load_benchmark, select_tasks
-from musicjudge.errors import MusicjudgeError
+from musicjudge.errors import ModelLoadError, MusicjudgeError
 from musicjudge.io import append_jsonl, atomic_write_bytes, atomic_write_json, atomic_write_text, cache_dir, read_jsonl
 
 HEADLINE_TIE_POLICY = "half"
@@ -65,6 +65,11 @@ class ScoreCache:
             self.scores[r["key"]] = {d: r.get(d) for d in DIMS}
 
 
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if isinstance(e, MusicjudgeError) else f"{type(e).__name__}: {text}"[:300]
+
+
 def _finite_or_none(x: float) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
@@ -91,13 +96,13 @@ def score_items(model: BenchModel, items: Sequence[Any], cache: ScoreCache, *, b
         batch = [todo[k] for k in chunk]
         try:
             outs = [(chunk, batch, model.score(batch))]
-        except MusicjudgeError:
+        except Exception:  # noqa: BLE001 - plugins raise anything; find the bad clip(s) one by one
             outs = []
             for k, it in zip(chunk, batch):
                 try:
                     outs.append(([k], [it], model.score([it])))
-                except MusicjudgeError as e:
-                    failures.append({"path": it.audio, "reason": str(e)})
+                except Exception as e:  # noqa: BLE001
+                    failures.append({"path": it.audio, "reason": _one_line(e)})
         rows = []
         for ks, its, out in outs:
             for i, (k, it) in enumerate(zip(ks, its)):
@@ -113,6 +118,10 @@ def score_items(model: BenchModel, items: Sequence[Any], cache: ScoreCache, *, b
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
+    if keys and scored == 0:
+        # Nothing at all could be scored: a broken model, not bad clips. Say so instead of
+        # writing a results file full of n/a.
+        raise ModelLoadError(f"{model.spec}: no clip could be scored (first: {failures[0]['path']}: {failures[0]['reason']}); check the model")
     return scored, failures
 
 
