@@ -538,6 +538,9 @@ def consolidate(out_dir: str | Path) -> dict[str, Path]:
         errs = pd.DataFrame(read_jsonl(errors_path))
         if not errs.empty:
             errs = errs.drop_duplicates(subset=["key", "perturbation"], keep="last")
+            # a clip that failed once and succeeded on --retry-errors is no longer an error
+            done = set(results["model"] + "/" + results["dataset"] + "/" + results["clip_id"])
+            errs = errs[~(errs["perturbation"].isna() & errs["key"].isin(done))]
             errs.to_csv(out_dir / "errors.csv", index=False)
             written["errors"] = out_dir / "errors.csv"
     return written
