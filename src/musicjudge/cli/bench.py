@@ -51,12 +51,18 @@ def run_cmd(
     n_boot: Optional[int] = typer.Option(None, "--n-boot", help="Bootstrap resamples for the CIs (default 1000, 200 with --quick)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     batch_size: int = typer.Option(16, "--batch-size", help="Clips per score() call."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Score only shard INDEX/COUNT of the clips (0-based); the last shard to finish evaluates. Automatic under accelerate launch/torchrun."),
 ) -> None:
     """Evaluate one reward model on a benchmark (scores are cached: re-running costs nothing)."""
-    from musicjudge.bench.runner import run_benchmark
+    # data-parallel scoring (musicjudge.distributed); a single process is plain run_benchmark
+    from musicjudge.distributed import current_process, run_bench_parallel, shutdown
 
-    path = run_benchmark(model, benchmark, out, quick=quick, tasks=task, n_boot=n_boot, seed=seed,
-                         batch_size=batch_size, model_args=_model_args(model_arg))
+    path, evaluated = run_bench_parallel(model, benchmark, out, shard=shard, quick=quick, tasks=task, n_boot=n_boot,
+                                         seed=seed, batch_size=batch_size, model_args=_model_args(model_arg))
+    shutdown()
+    if not evaluated:
+        typer.echo(f"{out}: {current_process(shard).describe()} scored its share; the last shard to finish evaluates")
+        return
     _print_results(path)
 
 
