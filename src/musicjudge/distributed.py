@@ -2,9 +2,10 @@
 
 Model: a job is a list of *work keys* (e.g. clip ids). Every process takes a deterministic
 share of the sorted keys (round-robin, or by stable hash), writes its results to its own append-
-only shard ``<stem>.rank{r}-of-{n}.jsonl`` and, when done, a marker ``...complete``. Whichever
-process finishes last merges every shard into ``<stem>.jsonl`` (+ ``.parquet``), deduplicated by
-work key — no barrier or collective is needed, so the same code runs
+only shard ``<stem>.rank{r}-of-{n}.jsonl`` and, when done, a marker ``...complete``. The
+process that finishes last (decided under a file lock) merges every shard into ``<stem>.jsonl``
+(+ ``.parquet``), deduplicated by work key — no barrier or collective is needed, so the same
+code runs
 
 * on one process (nothing to configure),
 * under ``accelerate launch`` / ``torchrun`` (rank and world size from accelerate's
@@ -22,9 +23,10 @@ import json
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from musicjudge.errors import ConfigError, ManifestError, MusicjudgeError
 from musicjudge.io import append_jsonl, atomic_write_bytes, atomic_write_json, read_jsonl, stable_hash
@@ -170,16 +172,43 @@ def begin_shard(marker_dir: str | os.PathLike, stem: str, proc: ProcessInfo) -> 
     completion_marker(marker_dir, stem, proc.rank, proc.world_size).unlink(missing_ok=True)
 
 
-def finish_shard(marker_dir: str | os.PathLike, stem: str, proc: ProcessInfo, **info: Any) -> bool:
-    """Mark this shard complete; True when every shard of this world size is complete, i.e.
-    this process finished last and should merge (two processes finishing at the same instant
-    may both see True: merges must be idempotent)."""
-    atomic_write_json(
-        completion_marker(marker_dir, stem, proc.rank, proc.world_size),
-        {"rank": proc.rank, "world_size": proc.world_size, **info},
-    )
-    n = proc.world_size
-    return all(completion_marker(marker_dir, stem, r, n).exists() for r in range(n))
+@contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    """Advisory exclusive lock (POSIX flock) so two processes never merge at the same time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no flock; merges stay idempotent
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextmanager
+def finishing_shard(marker_dir: str | os.PathLike, stem: str, proc: ProcessInfo, **info: Any) -> Iterator[bool]:
+    """Mark this shard complete and yield True when every shard of this world size is complete.
+
+    Marker, check and whatever the caller does inside the ``with`` block run under one file
+    lock, so of several processes finishing at the same instant exactly one sees True (the last
+    to take the lock) and merges; the others see a missing marker and leave::
+
+        with finishing_shard(dir, "probe", proc) as last:
+            if last:
+                consolidate(...)
+    """
+    marker_dir = Path(marker_dir)
+    with _exclusive_lock(marker_dir / f"{stem}.merge.lock"):
+        atomic_write_json(
+            completion_marker(marker_dir, stem, proc.rank, proc.world_size),
+            {"rank": proc.rank, "world_size": proc.world_size, **info},
+        )
+        n = proc.world_size
+        yield all(completion_marker(marker_dir, stem, r, n).exists() for r in range(n))
 
 
 def shard_path(out_dir: str | os.PathLike, stem: str, rank: int, world_size: int) -> Path:
@@ -328,11 +357,9 @@ class ShardWriter:
         self.done.add(str(key))
 
     def finish(self, *, parquet: bool = True) -> MergeResult | None:
-        """Mark this shard complete; if every shard of this world size is complete, merge
-        (the last process to finish does it; a concurrent double merge is harmless)."""
-        if finish_shard(self.out_dir, self.stem, self.proc, keys=len(self.mine)):
-            return merge_shards(self.out_dir, self.stem, self.keys, parquet=parquet)
-        return None
+        """Mark this shard complete; the last process to finish merges every shard."""
+        with finishing_shard(self.out_dir, self.stem, self.proc, keys=len(self.mine)) as last:
+            return merge_shards(self.out_dir, self.stem, self.keys, parquet=parquet) if last else None
 
 
 def run_sharded(
@@ -421,25 +448,26 @@ def run_probe_parallel(config: Any, out_dir: str | os.PathLike, *, shard: str | 
         "scored": len(done_after - done_before),
         "errors": len(errored_after) - skipped_errored,
     }
-    if not finish_shard(marker_dir, stem, proc, counts=counts):
-        return out_dir, False
-    consolidate(out_dir)
-    total = {name: 0 for name in counts}
-    for r in range(proc.world_size):
-        marker = completion_marker(marker_dir, stem, r, proc.world_size)
+    with finishing_shard(marker_dir, stem, proc, counts=counts) as last:
+        if not last:
+            return out_dir, False
+        consolidate(out_dir)
+        total = {name: 0 for name in counts}
+        for r in range(proc.world_size):
+            marker = completion_marker(marker_dir, stem, r, proc.world_size)
+            try:
+                shard_counts = json.loads(marker.read_text(encoding="utf-8")).get("counts", {})
+            except (OSError, ValueError):
+                continue
+            for name in total:
+                total[name] += int(shard_counts.get(name, 0))
+        run_json = out_dir / "run.json"
         try:
-            shard_counts = json.loads(marker.read_text(encoding="utf-8")).get("counts", {})
+            info = json.loads(run_json.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            continue
-        for name in total:
-            total[name] += int(shard_counts.get(name, 0))
-    run_json = out_dir / "run.json"
-    try:
-        info = json.loads(run_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        info = {}
-    info.update({"counts": total, "processes": proc.world_size})
-    atomic_write_json(run_json, info)
+            info = {}
+        info.update({"counts": total, "processes": proc.world_size})
+        atomic_write_json(run_json, info)
     return out_dir, True
 
 
@@ -480,15 +508,16 @@ def run_bench_parallel(model: str, benchmark: str, out_dir: str | os.PathLike, *
     rank_cache = bench_runner.ScoreCache(f"{bm.fingerprint}.rank{proc.rank}-of-{proc.world_size}", root=marker_dir)
     scored, failures = bench_runner.score_items(bm, mine, rank_cache, batch_size=batch_size, progress=progress)
     log.info("%s: scored %d of %d items (%d failed)", proc.describe(), scored, len(mine), len(failures))
-    if not finish_shard(marker_dir, "bench", proc, scored=scored, failed=len(failures)):
-        return None, False
-    for path in sorted(marker_dir.glob(f"{bm.fingerprint}.rank*-of-*.jsonl")):
-        fresh: dict[str, dict[str, Any]] = {}
-        for row in read_jsonl(path):
-            if row.get("key") and row["key"] not in main_cache:
-                fresh.setdefault(row["key"], row)
-        main_cache.add(list(fresh.values()))
-    # every score is cached now (failed items are retried once here and recorded in errors.jsonl)
-    path = bench_runner.run_benchmark(bm, bench, out, quick=quick, n_boot=n_boot, seed=seed, batch_size=batch_size,
-                                      model_args=model_args, progress=progress)
+    with finishing_shard(marker_dir, "bench", proc, scored=scored, failed=len(failures)) as last:
+        if not last:
+            return None, False
+        for path in sorted(marker_dir.glob(f"{bm.fingerprint}.rank*-of-*.jsonl")):
+            fresh: dict[str, dict[str, Any]] = {}
+            for row in read_jsonl(path):
+                if row.get("key") and row["key"] not in main_cache:
+                    fresh.setdefault(row["key"], row)
+            main_cache.add(list(fresh.values()))
+        # every score is cached now (failed items are retried once here and recorded in errors.jsonl)
+        path = bench_runner.run_benchmark(bm, bench, out, quick=quick, n_boot=n_boot, seed=seed,
+                                          batch_size=batch_size, model_args=model_args, progress=progress)
     return Path(path), True

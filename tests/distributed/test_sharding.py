@@ -41,3 +41,28 @@ def test_parse_shard_and_current_process(monkeypatch):
     assert (single.rank, single.world_size, single.launcher, single.is_main) == (0, 1, "single", True)
     manual = current_process("2/5", cpu=True)
     assert (manual.rank, manual.world_size, manual.launcher, manual.is_distributed) == (2, 5, "manual", True)
+
+
+def test_exactly_one_simultaneous_finisher_merges(tmp_path):
+    import threading
+
+    from musicjudge.distributed import begin_shard, finishing_shard
+
+    world = 8
+    start = threading.Barrier(world)
+    seen = []
+
+    def finish(rank):
+        proc = ProcessInfo(rank=rank, world_size=world)
+        begin_shard(tmp_path, "job", proc)
+        start.wait()
+        with finishing_shard(tmp_path, "job", proc) as last:
+            seen.append(last)
+
+    threads = [threading.Thread(target=finish, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen) == [False] * (world - 1) + [True]
+    assert len(list(tmp_path.glob("job.rank*-of-8.complete"))) == world
