@@ -9,6 +9,7 @@ Weights ship in ``musicjudge/assets/builtin_lm/`` (safetensors, fp16) and load o
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +24,11 @@ CONFIG_FILE = "config.json"
 
 
 def builtin_dir() -> Path:
-    """Folder of the shipped built-in LM and tokenizer."""
+    """Folder of the built-in LM and tokenizer: ``$MUSICJUDGE_BUILTIN_LM`` (a folder written by
+    ``musicjudge lm train``) if set, else the copy shipped in ``musicjudge/assets/builtin_lm``."""
+    override = os.environ.get("MUSICJUDGE_BUILTIN_LM")
+    if override:
+        return Path(override)
     return Path(__file__).resolve().parent.parent / "assets" / "builtin_lm"
 
 
