@@ -29,8 +29,6 @@ class TaskData:
 
 def _builtin_pairs_manifest(spec: str) -> Path:
     """``builtin:<split>?n=<N>&seed=<S>[&corpus_limit=<P>]`` -> the reward package's cached held-out manifest."""
-    from musicjudge.io import cache_dir
-
     body = spec[len("builtin:"):]
     split, _, query = body.partition("?")
     params = {k: v[-1] for k, v in parse_qs(query).items()}
@@ -44,8 +42,9 @@ def _builtin_pairs_manifest(spec: str) -> Path:
         from musicjudge.reward.builtin_pairs import build_builtin_pairs
     except ImportError as e:
         raise ConfigError(f"{spec}: the built-in pair builder is unavailable ({e}); install musicjudge fully") from None
-    out_dir = cache_dir("bench", "builtin_pairs", f"{split or 'heldout'}-n{n}-s{seed}-c{corpus_limit or 'all'}")
-    return Path(build_builtin_pairs(out_dir, split=split or "heldout", n=n, seed=seed, corpus_limit=corpus_limit))
+    # The reward package keys its cache folder on (split, n, seed, pieces), so the pairs follow
+    # the corpus actually built; results.json records the manifest's sha256.
+    return Path(build_builtin_pairs(None, split=split or "heldout", n=n, seed=seed, corpus_limit=corpus_limit))
 
 
 def _is_local(path: str | None) -> bool:
