@@ -75,8 +75,9 @@ def _print_results(path: Path) -> None:
 
     doc = json.loads(Path(path).read_text())
     table = Table(title=f"{doc['model']['name']} on {doc['benchmark']['name']}")
-    for col in ("task", "metric", "value", "95% CI", "n", "missing"):
-        table.add_column(col)
+    table.add_column("task", overflow="fold")
+    for col in ("metric", "value", "95% CI", "n", "missing"):
+        table.add_column(col, no_wrap=True)
     for name, res in doc["results"].items():
         metric = "accuracy" if res["metric"] == "accuracy" else "spearman"
         v = res.get(metric)
