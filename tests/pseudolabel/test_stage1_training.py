@@ -1,0 +1,37 @@
+"""A pseudo-labelled set trains a reward model (stage 1, label smoothing) through
+'musicjudge reward train', and the trained model ranks held-out pairs."""
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from musicjudge.cli.main import app as cli_app
+from musicjudge.pseudolabel.judges import SimulatedJudge
+from musicjudge.pseudolabel.label import label_pairs
+from musicjudge.reward.base import ScoreItem, load_reward_model
+from musicjudge.reward.data import read_pairs
+
+from .conftest import write_study
+
+
+def test_pseudo_labels_train_a_reward_model(tmp_path):
+    train = read_pairs(write_study(tmp_path / "train", ["honest"] * 48, seed=0))
+    test = read_pairs(write_study(tmp_path / "test", ["honest"] * 24, seed=1))
+    result = label_pairs(train, SimulatedJudge(accuracy=0.8, position_bias=0.3, seed=0), tmp_path / "pl", progress=False)
+    assert result.summary["dimensions"]["musicality"]["accuracy"]["kept_accuracy"] > 0.8
+    r = CliRunner().invoke(cli_app, [
+        "reward", "train", "--pairs", str(result.pairs_path), "--out", str(tmp_path / "rm"), "--label-smoothing", "0.1",
+        "--epochs", "25", "--patience", "25", "--features", "mel,texture", "--d-model", "32", "--layers", "1",
+        "--val-fraction", "0.2",
+    ])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "rm" / "model.safetensors").exists()
+    model = load_reward_model(tmp_path / "rm")
+    items = [ScoreItem(audio=a, instruction=p.instruction) for p in test for a in (p.audio_a, p.audio_b)]
+    scores = model.score(items)["musicality"].reshape(-1, 2)
+    predicted = np.where(scores[:, 0] > scores[:, 1], "A", "B")
+    truth = np.array([p.preference["musicality"] for p in test])
+    accuracy = float((predicted == truth).mean())
+    (tmp_path / "rm" / "heldout.json").write_text(json.dumps({"musicality_accuracy": accuracy}))
+    assert accuracy >= 0.75, accuracy  # clean vs noisy tones; chance is 0.5
