@@ -1,10 +1,11 @@
 """Measure the wall-clock speed-up of a data-parallel probe run (not a test; run by hand):
 
-    .venv/bin/python tests/distributed/measure_speedup.py [WORKDIR] [N_CLIPS]
+    .venv/bin/python tests/distributed/measure_speedup.py [WORKDIR] [N_CLIPS] [REPEATS] [WITH_THREADS]
 
-Builds a tiny random MusicGen (real architecture) and N synthetic clips, then times the same
-probe job as 1 process x 1 thread, 1 process x 2 threads and 2 gloo processes x 1 thread
-(torchrun), checks all three give the same results and prints a JSON summary."""
+Builds a small random MusicGen (real architecture) and N synthetic clips, then times the same
+probe job as 1 process x 1 thread and 2 gloo processes x 1 thread (torchrun), and with
+WITH_THREADS=1 also 1 process x 2 threads; the layouts run interleaved REPEATS times. Checks
+the results agree and prints a JSON summary (wall time incl. start-up, and the scoring span)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def make_inputs(root: Path, n_clips: int) -> tuple[str, str]:
     if not model_dir.exists():
         build_tiny_musicgen(model_dir, seed=0, hidden_size=64, num_layers=4)
     rng = np.random.default_rng(0)
-    t = np.arange(int(4.0 * SR)) / SR
+    t = np.arange(int(8.0 * SR)) / SR
     for i in range(n_clips):
         f0 = rng.uniform(150, 400)
         wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in (1, 2, 3)) * np.exp(-0.3 * t)
@@ -52,21 +53,38 @@ def timed(cmd: list[str], threads: int) -> float:
     return time.perf_counter() - start
 
 
-def main(workdir: str = "/tmp/mj-speedup", n_clips: str = "8") -> None:
+def _scoring_span_s(run_dir: Path) -> float:
+    """Seconds from the first process starting to score until the last one finishing (run.json
+    history; excludes interpreter/torch start-up and model loading)."""
+    import datetime as dt
+
+    rows = [json.loads(line) for line in (run_dir / "runs.jsonl").read_text().splitlines()]
+    start = min(dt.datetime.fromisoformat(r["started"]) for r in rows)
+    end = max(dt.datetime.fromisoformat(r["finished"]) for r in rows)
+    return (end - start).total_seconds()
+
+
+def main(workdir: str = "/tmp/mj-speedup", n_clips: str = "16", repeats: str = "2", with_threads: str = "0") -> None:
     root = Path(workdir)
     model_dir, audio = make_inputs(root, int(n_clips))
     worker = str(HERE.parent / "probe_worker.py")
     runs = {
         "1proc_1thread": ([sys.executable, "-c", _single(1), worker], 1),
-        "1proc_2threads": ([sys.executable, "-c", _single(2), worker], 2),
         "2proc_1thread": ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_addr", "127.0.0.1", "--master_port", str(_port()), worker], 1),
     }
-    times = {}
-    for name, (cmd, threads) in runs.items():
-        out = root / f"run-{name}"
-        subprocess.run(["rm", "-rf", str(out)], check=True)
-        times[name] = round(timed([*cmd, str(out), model_dir, audio], threads), 2)
+    if with_threads == "1":
+        runs["1proc_2threads"] = ([sys.executable, "-c", _single(2), worker], 2)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    spans: dict[str, list[float]] = {name: [] for name in runs}
+    load = [os.getloadavg()[0]]
+    for _ in range(int(repeats)):  # interleaved, so load changes hit every layout alike
+        for name, (cmd, threads) in runs.items():
+            out = root / f"run-{name}"
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            times[name].append(round(timed([*cmd, str(out), model_dir, audio], threads), 2))
+            spans[name].append(_scoring_span_s(out))
+            load.append(os.getloadavg()[0])
     ref = pd.read_parquet(root / "run-1proc_1thread" / "results.parquet").sort_values(["clip_id", "perturbation"])
     max_diff = {}
     for name in runs:
@@ -74,9 +92,15 @@ def main(workdir: str = "/tmp/mj-speedup", n_clips: str = "8") -> None:
         assert list(got["perturbation"]) == list(ref["perturbation"]), name
         # thread count changes float summation order, so only 1-thread runs are bit-identical
         max_diff[name] = float(np.max(np.abs(got["D"].to_numpy() - ref["D"].to_numpy())))
-    summary = {"max_abs_diff_D_vs_1proc_1thread": max_diff, "clips": int(n_clips), "perturbations_per_clip": int(len(ref) / int(n_clips)), "wall_s": times,
-               "speedup_2proc_vs_1proc_1thread": round(times["1proc_1thread"] / times["2proc_1thread"], 2),
-               "speedup_2proc_vs_1proc_2threads": round(times["1proc_2threads"] / times["2proc_1thread"], 2)}
+    med = {name: float(np.median(v)) for name, v in times.items()}
+    med_span = {name: float(np.median(v)) for name, v in spans.items()}
+    summary = {
+        "clips": int(n_clips), "perturbations_per_clip": int(len(ref) / int(n_clips)), "cpus": os.cpu_count(),
+        "load_average_1min": [round(x, 1) for x in load],
+        "wall_s": times, "scoring_span_s": spans, "max_abs_diff_D_vs_1proc_1thread": max_diff,
+        "speedup_wall_2proc_vs_1proc": round(med["1proc_1thread"] / med["2proc_1thread"], 2),
+        "speedup_scoring_2proc_vs_1proc": round(med_span["1proc_1thread"] / max(med_span["2proc_1thread"], 1e-9), 2),
+    }
     print(json.dumps(summary, indent=2))
 
 
