@@ -146,6 +146,7 @@ def test_cli_run_and_leaderboard(cmi_root, plugin_module, tmp_path):
     rows = [l for l in md.splitlines() if l.startswith("| RmsReward") or l.startswith("| random:0")]
     assert rows[0].startswith("| RmsReward") and "1.000 [" in rows[0]  # best model first, CI shown
     html = (tmp_path / "lb" / "leaderboard.html").read_text()
-    assert "RmsReward" in html and "MusicEval/musicality" in html
+    assert "RmsReward" in html and "MusicEval/musicality" in html and "data:image/png;base64" in html
+    assert "instruction_kind" in html  # breakdowns side by side
     r = runner.invoke(app, ["bench", "run", "-m", "random", "-b", "nope.yaml", "-o", str(tmp_path / "x")])
     assert r.exit_code != 0

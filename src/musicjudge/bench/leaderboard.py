@@ -46,6 +46,28 @@ def leaderboard_frame(runs: Sequence[str | Path]):
     return df
 
 
+def _breakdowns(runs: Sequence[str | Path]):
+    """Every run's breakdown rows (not 'all'), as 'value [lo, hi]' cells: task/breakdown/group x model."""
+    import pandas as pd
+
+    frames = []
+    for r in runs:
+        p = Path(r)
+        f = (p if p.is_dir() else p.parent) / "breakdowns.csv"
+        if f.exists():
+            b = pd.read_csv(f)
+            b = b[b["breakdown"] != "all"]
+            if len(b):
+                b["model"] = load_run(r)["model"]["name"]
+                frames.append(b)
+    if not frames:
+        return None
+    b = pd.concat(frames, ignore_index=True)
+    b["cell"] = [_cell(v, lo, hi) + f" n={n}" for v, lo, hi, n in zip(b["value"], b["ci_low"], b["ci_high"], b["n"])]
+    wide = b.pivot_table(index=["task", "breakdown", "group"], columns="model", values="cell", aggfunc="first")
+    return wide.fillna("n/a").reset_index()
+
+
 def _cell(value, lo, hi) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
@@ -75,6 +97,46 @@ def to_markdown(wide, metrics: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_leaderboard(df, path: str | Path) -> Path:
+    """Grouped bars: headline metric per task (x) and model (colour) with 95% CI error bars;
+    the dashed line marks chance for pairwise accuracy."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from musicjudge.io import atomic_write_bytes
+
+    tasks = list(dict.fromkeys(df["task"]))
+    models = list(df.groupby("model")["value"].mean().sort_values(ascending=False).index)
+    width = 0.8 / max(len(models), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(tasks) + 2), 4.2))
+    x = np.arange(len(tasks))
+    for i, m in enumerate(models):
+        sub = df[df["model"] == m].set_index("task").reindex(tasks)
+        val = sub["value"].astype(float).to_numpy()
+        lo = np.clip(val - sub["ci_low"].astype(float).to_numpy(), 0, None)
+        hi = np.clip(sub["ci_high"].astype(float).to_numpy() - val, 0, None)
+        ax.bar(x + (i - (len(models) - 1) / 2) * width, np.nan_to_num(val), width, label=m,
+               yerr=np.nan_to_num(np.vstack([lo, hi])), capsize=2)
+    if (df["metric"] == "accuracy").any():
+        ax.axhline(0.5, ls="--", color="grey", lw=1)
+    ax.set_xticks(x)
+    ax.set_xticklabels(tasks, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy / Spearman (95% CI)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
 def write_leaderboard(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Path]:
     """Write leaderboard.md, leaderboard.html and leaderboard.csv into ``out_dir``."""
     from musicjudge.report import HtmlReport
@@ -88,7 +150,8 @@ def write_leaderboard(runs: Sequence[str | Path], out_dir: str | Path) -> dict[s
           "Cells: headline metric with its bootstrap 95% CI. Pairwise tasks: accuracy (ground-truth "
           "ties and predicted ties count 0.5); rated tasks: clip-level Spearman. 'mean' is the plain "
           "mean over tasks.\n\n" + to_markdown(wide, metrics))
-    paths = {"md": out / "leaderboard.md", "html": out / "leaderboard.html", "csv": out / "leaderboard.csv"}
+    paths = {"md": out / "leaderboard.md", "html": out / "leaderboard.html", "csv": out / "leaderboard.csv",
+             "png": out / "leaderboard.png"}
     atomic_write_text(paths["md"], md)
     atomic_write_text(paths["csv"], df.to_csv(index=False))
     rep = HtmlReport("musicjudge reward benchmark leaderboard", f"{df['model'].nunique()} models, {df['task'].nunique()} tasks")
@@ -96,6 +159,11 @@ def write_leaderboard(runs: Sequence[str | Path], out_dir: str | Path) -> dict[s
                  "Pairwise tasks report accuracy (ground-truth ties and predicted ties count 0.5); rated tasks "
                  "report clip-level Spearman correlation. Models are ordered by their mean over tasks.")
     rep.add_table("Leaderboard", wide, max_rows=1000)
+    plot_leaderboard(df, paths["png"])
+    rep.add_figure("Headline metric per task", paths["png"], caption="Bars: headline metric; whiskers: bootstrap 95% CI; dashed: chance accuracy.")
+    breakdowns = _breakdowns(runs)
+    if breakdowns is not None and len(breakdowns):
+        rep.add_table("Breakdowns (instruction type, system, audio length, annotator confidence)", breakdowns, max_rows=2000)
     rep.add_table("All numbers (tidy)", df.drop(columns=["run"]), max_rows=5000)
     rep.add_config({"runs": [str(r) for r in runs]}, title="Runs")
     rep.add_versions()

@@ -101,7 +101,7 @@ def leaderboard_cmd(
 
     paths = write_leaderboard(runs, out)
     typer.echo(paths["md"].read_text())
-    typer.echo(f"written: {paths['md']}, {paths['html']}, {paths['csv']}")
+    typer.echo(f"written: {paths['md']}, {paths['html']}, {paths['csv']}, {paths['png']}")
 
 
 @bench_app.command("topk")
