@@ -33,9 +33,9 @@ DIMENSIONS = ("musicality", "alignment")
 BUILTIN_KINDS = ("text", "text+lyrics", "text+ref", "text+lyrics+ref")
 # Held-out built-in pairs: enough for CIs of roughly +-5 points per (kind, dimension) task.
 BUILTIN_PAIRS_FULL = 640
-BUILTIN_PAIRS_QUICK = 64
+BUILTIN_PAIRS_QUICK = 32
 # --quick renders only the first pieces of the corpus (about 1 in 7 is held out).
-BUILTIN_QUICK_CORPUS_LIMIT = 60
+BUILTIN_QUICK_CORPUS_LIMIT = 40
 
 
 @dataclass(frozen=True)
