@@ -176,3 +176,40 @@ def test_stats_agreement_and_bias():
     assert s["first_position_share"] == pytest.approx(3 / 7, abs=1e-4)
     assert s["cohen_kappa"]["x | y"]["items"] == 3
     assert -1 <= s["fleiss_kappa"] <= 1 and s["cohen_kappa_mean"] is not None
+
+
+def test_cli_serve_and_errors(study_manifest, tmp_path):
+    """'musicjudge annotate serve' really serves (subprocess, free port); mistakes are one-line errors."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from musicjudge.cli.main import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    votes = tmp_path / "votes.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "musicjudge", "annotate", "serve", "--pairs", str(study_manifest), "--out",
+                             str(votes), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    try:
+        deadline = time.time() + 30
+        info = None
+        while time.time() < deadline and info is None:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/study", timeout=1).json()
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert info == {"title": "pairs", "total": 4, "token_required": False}
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    assert "study: 4 pairs (1 left out" in out.decode()
+    for args in (["serve", "--pairs", str(study_manifest), "--out", str(tmp_path / "votes.csv")],
+                 ["serve", "--pairs", str(tmp_path / "missing.jsonl"), "--out", str(votes)],
+                 ["stats", str(study_manifest)]):
+        with pytest.raises(SystemExit) as e:
+            main(["annotate", *args])
+        assert e.value.code == 2

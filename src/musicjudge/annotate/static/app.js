@@ -130,6 +130,8 @@ async function submitVote(event) {
     await nextPair();
   } catch (e) {
     $("vote-error").textContent = e.message;
+    // The server restarted and forgot this assignment: fetch the pair again (same pair, new order).
+    if (e.message.includes("reload the page")) { await nextPair(); $("vote-error").textContent = "the server restarted; please judge this pair again"; return; }
     updateSubmit();
   }
 }
