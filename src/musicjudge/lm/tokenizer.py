@@ -54,7 +54,8 @@ class MelRVQTokenizer:
     """encode(wave) -> codes ``[K, T]`` (torch.LongTensor, T = ceil(samples / hop));
     decode(codes) -> wave (float32, ``T * hop`` samples)."""
 
-    def __init__(self, config: TokenizerConfig, mean: np.ndarray, std: np.ndarray, codebooks: np.ndarray):
+    def __init__(self, config: TokenizerConfig, mean: np.ndarray, std: np.ndarray, codebooks: np.ndarray,
+                 mel_basis: np.ndarray | None = None):
         self.config = config
         if codebooks.shape != (config.num_codebooks, config.codebook_size, config.n_mels):
             raise ModelLoadError(
@@ -65,7 +66,11 @@ class MelRVQTokenizer:
         self.mean = mean.astype(np.float32)
         self.std = std.astype(np.float32)
         self.codebooks = codebooks.astype(np.float32)
-        self._mel_basis = None
+        n_bins = config.n_fft // 2 + 1
+        if mel_basis is not None and mel_basis.shape != (config.n_mels, n_bins):
+            raise ModelLoadError(f"tokenizer mel_basis shape {mel_basis.shape} != {(config.n_mels, n_bins)}; re-train the tokenizer")
+        # Stored with the weights so encoding needs no librosa import (slow on first use).
+        self.mel_basis = (mel_basis if mel_basis is not None else mel_filterbank(config)).astype(np.float32)
 
     # ----------------------------------------------------------------- properties
     sample_rate = property(lambda self: self.config.sample_rate)
@@ -80,7 +85,7 @@ class MelRVQTokenizer:
     # ----------------------------------------------------------------- analysis
     def features(self, wave: np.ndarray) -> np.ndarray:
         """Standardised log-mel frames ``[T, n_mels]`` (float32)."""
-        return (log_mel(wave, self.config) - self.mean) / self.std
+        return (log_mel(wave, self.config, self.mel_basis) - self.mean) / self.std
 
     def quantize(self, feats: np.ndarray, stages: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Residual quantisation of standardised frames -> (codes ``[K, T]`` int64, reconstruction ``[T, D]``)."""
@@ -122,7 +127,7 @@ class MelRVQTokenizer:
     def decode(self, codes, n_iter: int = 32, seed: int = 0) -> np.ndarray:
         """Codes ``[K, T]`` -> float32 waveform of ``T * hop`` samples (Griffin-Lim phase)."""
         c = self.config
-        stft_mag = mel_to_magnitude(np.exp(self.codes_to_logmel(codes)).T, c)
+        stft_mag = mel_to_magnitude(np.exp(self.codes_to_logmel(codes)).T, c, self.mel_basis)
         wave = _griffin_lim(stft_mag, c, n_iter, seed)
         peak = float(np.abs(wave).max())
         if peak > 0.99:  # never clip: scale down and keep the shape
@@ -137,7 +142,7 @@ class MelRVQTokenizer:
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        save_file({"mean": self.mean, "std": self.std, "codebooks": self.codebooks},
+        save_file({"mean": self.mean, "std": self.std, "codebooks": self.codebooks, "mel_basis": self.mel_basis},
                   str(d / "tokenizer.safetensors"))
         atomic_write_json(d / "tokenizer_config.json", {"type": "mel-rvq", **asdict(self.config),
                                                          **({"stats": stats} if stats else {})})
@@ -159,12 +164,13 @@ class MelRVQTokenizer:
         missing = {"mean", "std", "codebooks"} - tensors.keys()
         if missing:
             raise ModelLoadError(f"{w_path}: missing tensors {sorted(missing)}; re-train the tokenizer")
-        return cls(TokenizerConfig(**fields), tensors["mean"], tensors["std"], tensors["codebooks"])
+        return cls(TokenizerConfig(**fields), tensors["mean"], tensors["std"], tensors["codebooks"], tensors.get("mel_basis"))
 
 
-def log_mel(wave: np.ndarray, config: TokenizerConfig) -> np.ndarray:
-    """Natural-log power mel frames ``[T, n_mels]`` with ``T = ceil(len / hop)``."""
-    import librosa
+def log_mel(wave: np.ndarray, config: TokenizerConfig, mel_basis: np.ndarray | None = None) -> np.ndarray:
+    """Natural-log power mel frames ``[T, n_mels]`` with ``T = ceil(len / hop)`` (centred, zero-padded
+    periodic-Hann STFT, as ``librosa.feature.melspectrogram``; computed with torch)."""
+    import torch
 
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim != 1:
@@ -173,11 +179,31 @@ def log_mel(wave: np.ndarray, config: TokenizerConfig) -> np.ndarray:
         raise AudioError(f"waveform of {wave.size} samples: shorter than one frame ({config.hop_length}); use longer audio")
     if not np.isfinite(wave).all():
         raise AudioError("waveform contains NaN/inf samples; clean the audio first")
-    mel = librosa.feature.melspectrogram(y=wave, sr=config.sample_rate, n_fft=config.n_fft,
-                                         hop_length=config.hop_length, n_mels=config.n_mels,
-                                         fmin=config.fmin, fmax=config.fmax, power=2.0, center=True)
+    basis = torch.from_numpy(mel_basis if mel_basis is not None else mel_filterbank(config))
+    spec = torch.stft(torch.from_numpy(wave), config.n_fft, config.hop_length, window=_hann(config.n_fft),
+                      center=True, pad_mode="constant", return_complex=True)
     t = math.ceil(wave.size / config.hop_length)
-    return np.log(mel[:, :t].T + EPS).astype(np.float32)
+    mel = basis @ spec[:, :t].abs().square()
+    return torch.log(mel.T + EPS).numpy().astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _hann(n_fft: int):
+    import torch
+
+    return torch.hann_window(n_fft)
+
+
+@functools.lru_cache(maxsize=4)
+def _mel_filterbank_cached(c: TokenizerConfig) -> np.ndarray:
+    import librosa.filters
+
+    return librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax).astype(np.float32)
+
+
+def mel_filterbank(c: TokenizerConfig) -> np.ndarray:
+    """Slaney mel filterbank ``[n_mels, 1 + n_fft/2]`` (librosa's default)."""
+    return _mel_filterbank_cached(c).copy()
 
 
 def _nearest(x, centroids):
@@ -203,7 +229,8 @@ def train_tokenizer(waves: list[np.ndarray], config: TokenizerConfig | None = No
 
     config = config or TokenizerConfig()
     rng = np.random.default_rng(seed)
-    feats = np.concatenate([log_mel(w, config) for w in tqdm(waves, desc="log-mel", disable=not progress)])
+    basis = mel_filterbank(config)
+    feats = np.concatenate([log_mel(w, config, basis) for w in tqdm(waves, desc="log-mel", disable=not progress)])
     if feats.shape[0] < config.codebook_size * 4:
         raise ConfigError(f"{feats.shape[0]} frames: too few to fit {config.codebook_size} centroids; use more audio")
     if feats.shape[0] > max_frames:
@@ -218,7 +245,7 @@ def train_tokenizer(waves: list[np.ndarray], config: TokenizerConfig | None = No
         codebooks[k] = cb.numpy()
         residual = residual - cb[_nearest(residual, cb)]
         stage_mse.append(float((residual**2).mean()))
-    tok = MelRVQTokenizer(config, mean, std, codebooks)
+    tok = MelRVQTokenizer(config, mean, std, codebooks, basis)
     return tok, {"fit_frames": int(feats.shape[0]), "stage_mse_standardised": stage_mse}
 
 
@@ -258,7 +285,7 @@ def tokenizer_quality(tok: MelRVQTokenizer, waves: list[np.ndarray], griffin_lim
     per_stage = np.zeros(c.num_codebooks)
     n = 0
     for w in waves:
-        ref = log_mel(w, c)
+        ref = log_mel(w, c, tok.mel_basis)
         feats = (ref - tok.mean) / tok.std
         for s in range(1, c.num_codebooks + 1):
             _, rec = tok.quantize(feats, stages=s)
@@ -266,34 +293,25 @@ def tokenizer_quality(tok: MelRVQTokenizer, waves: list[np.ndarray], griffin_lim
         n += ref.shape[0]
     gl, gl_exact = [], []
     for w in waves[:griffin_lim_clips]:
-        ref = log_mel(w, c)
-        codes = tok.encode(w)
-        y = tok.decode(codes)
-        gl.append(float(np.abs(log_mel(y[: w.size], c)[: ref.shape[0]] - ref).mean()))
-        exact = MelRVQTokenizer(c, tok.mean, tok.std, tok.codebooks)
-        y2 = _griffin_lim_exact(exact, ref)
-        gl_exact.append(float(np.abs(log_mel(y2[: w.size], c)[: ref.shape[0]] - ref).mean()))
+        ref = log_mel(w, c, tok.mel_basis)
+        y = tok.decode(tok.encode(w))
+        gl.append(float(np.abs(log_mel(y[: w.size], c, tok.mel_basis)[: ref.shape[0]] - ref).mean()))
+        y2 = _griffin_lim_exact(tok, ref)
+        gl_exact.append(float(np.abs(log_mel(y2[: w.size], c, tok.mel_basis)[: ref.shape[0]] - ref).mean()))
     return {"clips": len(waves), "frames": n, "stage_logmel_l1": (per_stage / max(n, 1)).round(4).tolist(),
             "griffin_lim_logmel_l1": round(float(np.mean(gl)), 4) if gl else None,
             "unquantised_griffin_lim_logmel_l1": round(float(np.mean(gl_exact)), 4) if gl_exact else None}
 
 
 def _griffin_lim_exact(tok: MelRVQTokenizer, logmel: np.ndarray) -> np.ndarray:
-    return _griffin_lim(mel_to_magnitude(np.exp(logmel).T, tok.config), tok.config, 32, 0)
+    return _griffin_lim(mel_to_magnitude(np.exp(logmel).T, tok.config, tok.mel_basis), tok.config, 32, 0)
 
 
-@functools.lru_cache(maxsize=4)
-def _mel_pinv(c: TokenizerConfig) -> np.ndarray:
-    import librosa
-
-    basis = librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
-    return np.linalg.pinv(basis).astype(np.float32)
-
-
-def mel_to_magnitude(mel_power: np.ndarray, c: TokenizerConfig) -> np.ndarray:
+def mel_to_magnitude(mel_power: np.ndarray, c: TokenizerConfig, mel_basis: np.ndarray | None = None) -> np.ndarray:
     """Mel power ``[n_mels, T]`` -> linear magnitude ``[1 + n_fft/2, T]`` by the pseudo-inverse of the
     mel filterbank (much faster than librosa's NNLS and close enough for Griffin-Lim)."""
-    power = np.maximum(_mel_pinv(c) @ mel_power.astype(np.float32), 0.0)
+    basis = mel_basis if mel_basis is not None else mel_filterbank(c)
+    power = np.maximum(np.linalg.pinv(basis).astype(np.float32) @ mel_power.astype(np.float32), 0.0)
     return np.sqrt(power)
 
 
