@@ -57,7 +57,8 @@ def cmi_root(tmp_path):
         write_tone(root / "audio" / f"ma{i}a.wav", a_amp, 660)
         write_tone(root / "audio" / f"ma{i}b.wav", b_amp, 660)
         rows.append({"audio-path": f"audio/ma{i}a.wav", "audio2": f"audio/ma{i}b.wav", "prompt": "epic orchestral",
-                     "source": "Music Arena", "preference": pref, "model_a": "gen-x", "model_b": "gen-y"})
+                     "source": "Music Arena", "preference": pref, "model_a": "gen-x", "model_b": "gen-y",
+                     "timestamp": f"2025-0{1 + i // 3}-15T12:00:00"})
     (root / "unified.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
 

@@ -40,6 +40,9 @@ def test_module_class_plugin_runs_end_to_end_with_correct_pairing(cmi_root, plug
     assert dict(zip(conf.group, conf.n)) == {"<3": 2, "=3": 2, ">3": 3}
     assert set(br[br.breakdown == "system"].group) >= {"gen-x", "gen-y"}
     assert set(br[br.breakdown == "audio_length"].group) == {"<=10s"}
+    assert set(br[br.breakdown == "vocal"].group) == {"vocal", "instrumental"}
+    months = br[(br.task == "Music Arena/musicality") & (br.breakdown == "month")]
+    assert dict(zip(months.group, months.n)) == {"2025-01": 3, "2025-02": 2}
     errors = [json.loads(l) for l in (out / "errors.jsonl").read_text().splitlines()]
     assert {e["reason"] for e in errors} == {"audio file not found"}
     preds = pd.read_parquet(out / "predictions.parquet")

@@ -164,6 +164,22 @@ def _system_of(clip: Any) -> str | None:
     return None
 
 
+def _month_of(metadata: dict[str, Any]) -> str | None:
+    """YYYY-MM from a date-like metadata field (Music Arena battles carry timestamps)."""
+    for k in ("month", "date", "timestamp", "created", "time"):
+        v = metadata.get(k)
+        if v is None or v == "":
+            continue
+        try:
+            import pandas as pd
+
+            ts = pd.to_datetime(v, unit="s") if isinstance(v, (int, float)) else pd.to_datetime(str(v))
+            return ts.strftime("%Y-%m")
+        except (ValueError, TypeError, OverflowError):
+            continue
+    return None
+
+
 def predictions_frame(data: TaskData, cache: ScoreCache):
     """One row per evaluated item with the model's scores and everything breakdowns need."""
     import pandas as pd
@@ -172,7 +188,8 @@ def predictions_frame(data: TaskData, cache: ScoreCache):
     dim = data.task.dimension
     rows = []
     for it in data.items:
-        base = {"task": data.task.name, "id": it.id, "dimension": dim, "kind": it.instruction.kind}
+        base = {"task": data.task.name, "id": it.id, "dimension": dim, "kind": it.instruction.kind,
+                "vocal": "vocal" if it.instruction.lyrics else "instrumental", "month": _month_of(it.metadata)}
         if data.kind == "pairs":
             ka = item_key(ScoreItem(it.audio_a, it.instruction))
             kb = item_key(ScoreItem(it.audio_b, it.instruction))
@@ -216,6 +233,9 @@ def pair_metrics(df, task: str, dim: str, *, n_boot: int, seed: int) -> tuple[di
 
     if len(scored):
         add("instruction_kind", scored.groupby("kind"))
+        add("vocal", scored.groupby("vocal"))
+        if scored["month"].notna().any():
+            add("month", scored[scored["month"].notna()].groupby("month"))
         buckets = scored["duration_s"].map(M.length_bucket)
         add("audio_length", scored.groupby(buckets))
         conf = scored["confidence"].map(M.confidence_bucket)
@@ -248,7 +268,8 @@ def rated_metrics(df, task: str, dim: str, *, n_boot: int, seed: int) -> tuple[d
             res[f"system_{method}_ci"] = [est.ci_low, est.ci_high]
             rows.append(_estimate_row(task, dim, "all", "all", f"system_{method}", est))
     if len(scored):
-        for breakdown, keys in (("instruction_kind", scored["kind"]), ("audio_length", scored["duration_s"].map(M.length_bucket))):
+        for breakdown, keys in (("instruction_kind", scored["kind"]), ("vocal", scored["vocal"]),
+                                ("audio_length", scored["duration_s"].map(M.length_bucket))):
             for group, sub in scored.groupby(keys):
                 est = M.correlation_estimate(sub["score"], sub["truth"], "spearman", n_boot=n_boot, seed=seed)
                 rows.append(_estimate_row(task, dim, breakdown, str(group), "spearman", est))
@@ -316,11 +337,11 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
         df = predictions_frame(d, cache)
         if d.kind == "pairs":
             if len(df) == 0:
-                df = pd.DataFrame(columns=["score_a", "score_b", "truth", "kind", "duration_s", "confidence", "system_a", "system_b"])
+                df = pd.DataFrame(columns=["score_a", "score_b", "truth", "kind", "vocal", "month", "duration_s", "confidence", "system_a", "system_b"])
             res, rows = pair_metrics(df, d.task.name, d.task.dimension, n_boot=n_boot, seed=seed)
         else:
             if len(df) == 0:
-                df = pd.DataFrame(columns=["score", "truth", "kind", "duration_s", "system"])
+                df = pd.DataFrame(columns=["score", "truth", "kind", "vocal", "month", "duration_s", "system"])
             res, rows = rated_metrics(df, d.task.name, d.task.dimension, n_boot=n_boot, seed=seed)
         res["n_missing"] = len(d.missing)
         results[d.task.name] = res
@@ -331,7 +352,7 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
     import io as _io
 
     buf = _io.BytesIO()
-    preds.astype({c: "string" for c in ("truth", "system", "system_a", "system_b") if c in preds}).to_parquet(buf, index=False)
+    preds.astype({c: "string" for c in ("truth", "system", "system_a", "system_b", "month") if c in preds}).to_parquet(buf, index=False)
     atomic_write_bytes(out / "predictions.parquet", buf.getvalue())
     pd_rows = pd.DataFrame(breakdown_rows, columns=["task", "dimension", "breakdown", "group", "metric", "value", "ci_low", "ci_high", "n"])
     atomic_write_text(out / "breakdowns.csv", pd_rows.to_csv(index=False))
