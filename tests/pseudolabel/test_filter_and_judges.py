@@ -126,7 +126,7 @@ def test_make_pairs_groups_by_prompt():
     assert all(p.system_a != p.system_b for p in make_pairs(clips, cross_system_only=True))
 
 
-def test_cli_label_and_errors(tmp_path):
+def test_cli_label_and_errors(tmp_path, capsys):
     manifest = write_study(tmp_path, ["honest"] * 3)
     runner = CliRunner()
     r = runner.invoke(cli_app, ["pseudolabel", "label", str(manifest), "--out", str(tmp_path / "o"), "--judge", "simulated:accuracy=1,bias=0"])
@@ -139,10 +139,12 @@ def test_cli_label_and_errors(tmp_path):
         (["--judge", "simulated:accuracy=x"], "key=number"),
         (["--judge", "nonsense"], "unknown"),
         (["--dimensions", "groove"], "choose from"),
+        (["--judge", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--retries", "0"], "no verdict"),
     ]:
         with pytest.raises(SystemExit) as e:
             main(["pseudolabel", "label", str(manifest), "--out", str(tmp_path / "o2"), *args])
         assert e.value.code == 2
+        assert needle in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "1", "audio_a": "a.wav"}\n')
     with pytest.raises(SystemExit):

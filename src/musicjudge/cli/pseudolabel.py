@@ -62,6 +62,12 @@ def label_cmd(
     judge_obj = make_judge(judge, dimensions=dims, base_url=base_url, model=model, device=device, **openai_kwargs)
     result = label_pairs(items, judge_obj, out, dimensions=dims, require_all=require_all, keep_ties=not drop_ties)
     s = result.summary
+    if s["errors"] and not (s["verdicts"]["ok"] or s["verdicts"]["malformed"]):
+        from musicjudge.io import read_jsonl
+        from musicjudge.pseudolabel.judges import JudgeError
+
+        first = next((r["error"] for r in read_jsonl(result.out_dir / "verdicts.jsonl") if r.get("error")), "unknown")
+        raise JudgeError(f"{judge_obj.name}: no verdict received for any pair (first error: {first}); fix the judge and re-run")
     typer.echo(f"kept {s['kept_pairs']}/{s['pairs']} pairs ({s['kept_share']:.1%}); malformed {s['malformed']}, errors {s['errors']}"
                if s["pairs"] else "no pairs")
     for dim, d in s["dimensions"].items():
