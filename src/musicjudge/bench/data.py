@@ -28,7 +28,7 @@ class TaskData:
 
 
 def _builtin_pairs_manifest(spec: str) -> Path:
-    """``builtin:<split>?n=<N>&seed=<S>[&corpus_limit=<P>]`` -> the reward package's cached held-out manifest."""
+    """``builtin:<split>?n=<N>&seed=<S>[&corpus_limit=<P>][&corpus=<manifest>]`` -> the reward package's cached held-out manifest."""
     body = spec[len("builtin:"):]
     split, _, query = body.partition("?")
     params = {k: v[-1] for k, v in parse_qs(query).items()}
@@ -36,6 +36,7 @@ def _builtin_pairs_manifest(spec: str) -> Path:
         n = int(params.get("n", 640))
         seed = int(params.get("seed", 0))
         corpus_limit = int(params["corpus_limit"]) if "corpus_limit" in params else None
+        corpus = params.get("corpus")  # an existing corpus manifest instead of the cached build
     except ValueError:
         raise ConfigError(f"{spec!r}: n, seed and corpus_limit must be integers, e.g. builtin:heldout?n=640&seed=0") from None
     try:
@@ -44,7 +45,8 @@ def _builtin_pairs_manifest(spec: str) -> Path:
         raise ConfigError(f"{spec}: the built-in pair builder is unavailable ({e}); install musicjudge fully") from None
     # The reward package keys its cache folder on (split, n, seed, pieces), so the pairs follow
     # the corpus actually built; results.json records the manifest's sha256.
-    return Path(build_builtin_pairs(None, split=split or "heldout", n=n, seed=seed, corpus_limit=corpus_limit))
+    return Path(build_builtin_pairs(None, split=split or "heldout", n=n, seed=seed, corpus_limit=corpus_limit,
+                                    corpus_manifest=corpus))
 
 
 def _is_local(path: str | None) -> bool:

@@ -31,8 +31,9 @@ METRICS = ("accuracy", "correlation")
 FORMATS = ("auto", "pairs", "rated", "cmi-rewardbench", "builtin-pairs")
 DIMENSIONS = ("musicality", "alignment")
 BUILTIN_KINDS = ("text", "text+lyrics", "text+ref", "text+lyrics+ref")
-# Held-out built-in pairs: enough for CIs of roughly +-5 points per (kind, dimension) task.
-BUILTIN_PAIRS_FULL = 640
+# Held-out built-in pairs: the reward package's held-out evaluation set (n=800, seed 0), 100 per
+# (kind, dimension) task, so CIs are roughly +-8 points.
+BUILTIN_PAIRS_FULL = 800
 BUILTIN_PAIRS_QUICK = 32
 # --quick renders only the first pieces of the corpus (about 1 in 7 is held out).
 BUILTIN_QUICK_CORPUS_LIMIT = 40
