@@ -60,7 +60,11 @@ def label_cmd(
         openai_kwargs = dict(api_key_env=api_key_env, audio_part=audio_part, max_audio_s=max_audio_s, timeout_s=timeout_s,
                              max_retries=retries, concurrency=concurrency, cache_dir=cache)
     judge_obj = make_judge(judge, dimensions=dims, base_url=base_url, model=model, device=device, **openai_kwargs)
-    result = label_pairs(items, judge_obj, out, dimensions=dims, require_all=require_all, keep_ties=not drop_ties)
+    try:
+        result = label_pairs(items, judge_obj, out, dimensions=dims, require_all=require_all, keep_ties=not drop_ties)
+    finally:
+        if hasattr(judge_obj, "close"):
+            judge_obj.close()
     s = result.summary
     if s["errors"] and not (s["verdicts"]["ok"] or s["verdicts"]["malformed"]):
         from musicjudge.io import read_jsonl
