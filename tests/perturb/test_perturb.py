@@ -185,3 +185,24 @@ def test_loud_add_mode_is_reported_and_not_clipped_on_write(music, tmp_path):
     back = load_audio(tmp_path / "loud.flac")
     assert np.max(np.abs(back)) < 1.0
     np.testing.assert_allclose(back, out * (0.99 / peak), atol=1e-3)
+
+
+def test_perturb_file_writes_audio_and_sidecar(music, tmp_path):
+    from musicjudge.perturb import perturb_file
+
+    src = tmp_path / "song.wav"
+    write_audio(src, music, SR)
+    spec = NoiseSpec(colour="brown", mode="add", onset=2.0, length=1.0, level_db=0.0)
+    meta = perturb_file(src, tmp_path / "out" / "song_brown.flac", spec, seed=4, sample_rate=16000)
+    back = load_audio(tmp_path / "out" / "song_brown.flac")
+    assert len(back) == 8 * 16000 and meta["sample_rate"] == 16000
+    sidecar = json.loads((tmp_path / "out" / "song_brown.flac.json").read_text())
+    assert sidecar == json.loads(json.dumps(meta))
+    assert perturbation_from_dict(sidecar["perturbation"]) == spec and sidecar["seed"] == 4
+    assert (sidecar["start_sample"], sidecar["end_sample"]) == (32000, 48000)
+    assert sidecar["peak"] > 1.0 and sidecar["normalized_gain"] == pytest.approx(0.99 / sidecar["peak"])
+    assert np.max(np.abs(back)) <= 1.0
+    with pytest.raises(AudioError, match="exceeds full scale"):
+        perturb_file(src, tmp_path / "loud.wav", spec, seed=4, on_clip="raise")
+    with pytest.raises(AudioError, match="song.wav: perturbation .* ends at 9.000 s"):
+        perturb_file(src, tmp_path / "late.wav", NoiseSpec(onset=8.0, length=1.0))

@@ -1,6 +1,7 @@
 """musicjudge.perturb: deterministic, serialisable audio perturbations (coloured noise,
 silence, frame-aligned segment shuffles) and the probe grid builder."""
 
+from musicjudge.perturb.files import perturb_file
 from musicjudge.perturb.grid import (
     PAPER_LEVEL_DBFS,
     PAPER_NOISE_LENGTHS_FRAMES,
@@ -39,5 +40,6 @@ __all__ = [
     "build_grid",
     "coloured_noise",
     "grid_keys",
+    "perturb_file",
     "perturbation_from_dict",
 ]
