@@ -182,3 +182,42 @@ def test_compare_two_runs(cli_run, tmp_path):
     assert "run-a:tiny" in html and "run-b:tiny" in html
     table = pd.read_csv(tmp_path / "cmp" / "stats" / "d_by_length_noise.csv")
     assert set(table["model"]) == {"run-a:tiny", "run-b:tiny"}
+
+
+class ProtocolOnlyLM:
+    """A user MusicLM with just the protocol (no shared-prefix engine, no batch_size)."""
+
+    def __init__(self, lm):
+        self._lm = lm
+        for name in ("name", "sample_rate", "frame_rate", "num_codebooks", "codebook_size", "lookahead_frames"):
+            setattr(self, name, getattr(lm, name))
+
+    def encode(self, wave):
+        return self._lm.encode(wave)
+
+    def encode_batch(self, waves):
+        return self._lm.encode_batch(waves)
+
+    def token_nll(self, codes, condition=None):
+        return self._lm.token_nll(codes, condition)
+
+    def token_nll_batch(self, codes, condition=None):
+        return self._lm.token_nll_batch(codes, condition=condition)
+
+
+def test_protocol_only_model_gives_the_engine_numbers(tmp_path, tiny_lm, audio_dir):
+    from musicjudge.probe.runner import ClipScorer, noise_grid
+
+    grid = noise_grid(colours=["white"], onsets_s=[1.0], lengths_frames=[5, 50], levels_db=[-20.0])
+    engine = ClipScorer(tiny_lm, grid)
+    plain = ClipScorer(ProtocolOnlyLM(tiny_lm), grid)
+    wave = engine.load(str(audio_dir / "clip2.wav"))
+    rows_e, curves_e = engine.score(wave, clip_id="x")
+    rows_p, curves_p = plain.score(wave, clip_id="x")
+    assert engine.engine_stats["positions_computed"] < engine.engine_stats["positions_naive"]
+    assert plain.engine_stats == {}
+    for a, b in zip(rows_e, rows_p):
+        assert a["D"] == pytest.approx(b["D"], abs=1e-5)
+        assert a["loss_orig"] == pytest.approx(b["loss_orig"], abs=1e-5)
+        assert a["smooth_peak_height"] == pytest.approx(b["smooth_peak_height"], abs=1e-3)
+    np.testing.assert_allclose(curves_e["d"], curves_p["d"], atol=1e-3)

@@ -251,12 +251,17 @@ class ClipScorer:
                 for name in ("positions_naive", "positions_computed"):
                     self.engine_stats[name] = self.engine_stats.get(name, 0) + int(stats.get(name, 0))
                 return orig, list(pert)
+        import inspect
+
         codes = lm.encode_batch([wave, *perturbed])
-        try:
-            nlls = lm.token_nll_batch(codes, condition=condition, batch_size=self.batch_size)
-        except TypeError:  # user MusicLMs need not take batch_size
-            nlls = lm.token_nll_batch(codes, condition=condition)
-        return nlls[0], nlls[1:]
+        kwargs = {"condition": condition}
+        if "batch_size" in inspect.signature(lm.token_nll_batch).parameters:  # optional in the protocol
+            kwargs["batch_size"] = self.batch_size
+        nlls = lm.token_nll_batch(codes, **kwargs)
+        if len(nlls) != len(codes):
+            raise ConfigError(f"{getattr(lm, 'name', 'model')}: token_nll_batch returned {len(nlls)} results for "
+                              f"{len(codes)} inputs; fix the MusicLM implementation")
+        return nlls[0], list(nlls[1:])
 
     def score(self, wave: np.ndarray, *, clip_id: str, path: str = "", condition: str | None = None,
               curves: bool | str = True, on_error=None) -> tuple[list[dict], "pd.DataFrame | None"]:
