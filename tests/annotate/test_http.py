@@ -79,6 +79,13 @@ def test_path_traversal_and_unlisted_audio_refused(study_manifest, tmp_path):
             r = c.get(path)
             assert r.status_code == 404, (path, r.status_code)
             assert b"top secret" not in r.content and b"RIFF" not in r.content
+        # a symlink inside the audio root that points outside it is refused too
+        link = study_manifest.parent / "audio" / "link.wav"
+        link.symlink_to(tmp_path / "outside.wav")
+        linked = tmp_path / "study" / "linked.jsonl"
+        linked.write_text(json.dumps({"id": "l", "text": "t", "audio_a": "audio/link.wav", "audio_b": "audio/0_b.wav"}) + "\n"
+                          + json.dumps({"id": "ok", "text": "t", "audio_a": "audio/0_a.wav", "audio_b": "audio/0_b.wav"}) + "\n")
+        assert set(Study(linked, tmp_path / "v2.jsonl").pairs) == {"ok"}
         # a raw, unnormalised request line
         raw = httpx.Request("GET", url + "/api/audio/pair0/a")
         raw.url = httpx.URL(url + "/api/audio/../../secret.txt")
