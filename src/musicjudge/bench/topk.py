@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from musicjudge.errors import ConfigError, ManifestError
-from musicjudge.io import atomic_write_bytes, atomic_write_json, atomic_write_text, cache_dir
+from musicjudge.io import atomic_write_bytes, atomic_write_json, atomic_write_text, cache_dir, stable_hash
 
 BUILTIN_CANDIDATES_CLIP_S = 10.0
 # Known truth of the built-in candidates: quality = 1 - severity; severity s adds white noise over
@@ -38,12 +38,29 @@ class PromptPool:
     quality: np.ndarray
 
 
+def _interleave_collections(rows: list[dict]) -> list[dict]:
+    """Round-robin over the corpus collections (sorted ids within each), so a few prompts already
+    span chorales, folk tunes, renaissance polyphony and classical pieces."""
+    by: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["id"]):
+        by.setdefault(str(r.get("collection")), []).append(r)
+    out: list[dict] = []
+    queues = [by[c] for c in sorted(by)]
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
 def build_builtin_candidates(out_dir: str | Path | None = None, *, n_prompts: int = 16, n_candidates: int = 8,
-                             seed: int = 0, corpus_limit: int = 160, progress: bool = True) -> Path:
+                             seed: int = 0, corpus_limit: int = 160, corpus: str | Path | None = None,
+                             progress: bool = True) -> Path:
     """Candidate pools from held-out built-in pieces: per piece, the clean 10 s render plus
     ``n_candidates - 1`` noisier versions of it with evenly spread known severities. Returns a
     rated manifest (``musicality`` = 1 - severity, ``prompt_id`` = piece). Cached and resumable:
-    finished clips are not rewritten."""
+    finished clips are not rewritten. ``corpus``: an existing corpus manifest (else the cached
+    build of the first ``corpus_limit`` pieces)."""
     import soundfile as sf
 
     from musicjudge.data.corpus import build_corpus, clip_rows, load_clip, read_corpus
@@ -52,14 +69,16 @@ def build_builtin_candidates(out_dir: str | Path | None = None, *, n_prompts: in
 
     if n_candidates < 2:
         raise ConfigError(f"n_candidates={n_candidates}: a prompt needs at least 2 candidates")
-    out = Path(out_dir) if out_dir is not None else cache_dir("bench", "topk_candidates", f"p{n_prompts}-c{n_candidates}-s{seed}")
+    corpus_manifest = Path(corpus) if corpus else build_corpus(limit=corpus_limit, progress=progress)
+    rows = clip_rows(read_corpus(corpus_manifest, split="heldout"), BUILTIN_CANDIDATES_CLIP_S)
+    rows = _interleave_collections(rows)[:n_prompts]
+    key = stable_hash({"pieces": [r["id"] for r in rows], "c": n_candidates, "seed": seed, "snr": [MAX_SNR_DB, MIN_SNR_DB]})
+    out = Path(out_dir) if out_dir is not None else cache_dir("bench", "topk_candidates", key)
     manifest = out / "candidates.jsonl"
     if manifest.exists():
         return manifest
-    rows = clip_rows(read_corpus(build_corpus(limit=corpus_limit, progress=progress), split="heldout"), BUILTIN_CANDIDATES_CLIP_S)
     if not rows:
-        raise ManifestError("built-in corpus: no held-out piece of 10 s or more; rebuild with 'musicjudge data corpus'")
-    rows = sorted(rows, key=lambda r: r["id"])[:n_prompts]
+        raise ManifestError(f"{corpus_manifest}: no held-out piece of 10 s or more; rebuild with 'musicjudge data corpus'")
     (out / "audio").mkdir(parents=True, exist_ok=True)
     clips = []
     rng = np.random.default_rng(seed)
@@ -199,7 +218,8 @@ def plot_topk(summary, path: str | Path, title: str) -> Path:
 
 def run_topk(model: str, candidates: str, out_dir: str | Path, *, dimension: str = "musicality", ns: Sequence[int] = (1, 2, 4, 8),
              ks: Sequence[int] = (1, 2), judge: str | None = None, draws: int = 50, seed: int = 0, n_boot: int = 1000,
-             batch_size: int = 16, quick: bool = False, model_args: dict[str, Any] | None = None, progress: bool = True) -> Path:
+             batch_size: int = 16, quick: bool = False, model_args: dict[str, Any] | None = None, corpus: str | None = None,
+             progress: bool = True) -> Path:
     """Score all candidates with ``model`` (and ``judge``), simulate selection, write the outputs;
     returns the path of topk.csv. Scores use the benchmark's score cache."""
     from musicjudge.bench.models import item_key, resolve_model
@@ -208,7 +228,8 @@ def run_topk(model: str, candidates: str, out_dir: str | Path, *, dimension: str
     if dimension not in ("musicality", "alignment"):
         raise ConfigError(f"--dimension {dimension}: use musicality or alignment")
     if candidates == "builtin":
-        manifest = build_builtin_candidates(n_prompts=6 if quick else 16, n_candidates=8, seed=seed, progress=progress)
+        manifest = build_builtin_candidates(n_prompts=6 if quick else 16, n_candidates=8, seed=seed, corpus=corpus,
+                                            progress=progress)
     else:
         manifest = Path(candidates)
     pools = load_pools(manifest, dimension)

@@ -117,6 +117,7 @@ def topk_cmd(
     seed: int = typer.Option(0, "--seed"),
     quick: bool = typer.Option(False, "--quick", help="Fewer prompts and draws."),
     model_arg: Optional[list[str]] = typer.Option(None, "--model-arg", help="key=value for the model's constructor."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="With --candidates builtin: an existing corpus manifest to take held-out pieces from."),
 ) -> None:
     """Inference-time scaling: how much does picking the top-k of N by a reward beat random picks?"""
     import pandas as pd
@@ -124,7 +125,7 @@ def topk_cmd(
     from musicjudge.bench.topk import run_topk
 
     path = run_topk(model, candidates, out, dimension=dimension, ns=_int_list(n, "--n"), ks=_int_list(k, "--k"),
-                    judge=judge, draws=draws, seed=seed, quick=quick, model_args=_model_args(model_arg))
+                    judge=judge, draws=draws, seed=seed, quick=quick, model_args=_model_args(model_arg), corpus=corpus)
     typer.echo(pd.read_csv(path).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     typer.echo(f"written: {path}, {path.parent / 'topk.png'}")
 
