@@ -122,3 +122,11 @@ def test_builtin_benchmark_has_four_kinds_by_two_dimensions():
     assert {(t.dimension, t.instruction_kind) for t in bench.tasks} == {
         (d, k) for d in ("musicality", "alignment") for k in ("text", "text+lyrics", "text+ref", "text+lyrics+ref")}
     assert "corpus_limit" in load_benchmark("builtin", quick=True).tasks[0].data
+
+
+def test_example_config_parses():
+    from pathlib import Path
+
+    bench = load_benchmark(str(Path(__file__).resolve().parents[2] / "configs" / "bench_example.yaml"))
+    assert [(t.instruction_kind, t.format) for t in bench.tasks] == [("text", "auto"), ("text+ref", "auto")]
+    assert bench.tasks[0].data == "builtin:heldout?n=800&seed=0"
