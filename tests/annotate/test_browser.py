@@ -109,7 +109,8 @@ def test_browser_vote_resume_and_study_stats(study_manifest, tmp_path):
                     r = c.post("/api/vote", json={"annotator": name, "pair_id": nxt["pair_id"], "musicality": shown,
                                                   "alignment": shown, "confidence_musicality": 3, "confidence_alignment": 3})
                     assert r.status_code == 200, r.text
-    result = CliRunner().invoke(cli_app, ["annotate", "stats", str(votes), "--json", str(tmp_path / "stats.json")])
+    result = CliRunner().invoke(cli_app, ["annotate", "stats", str(votes), "--json", str(tmp_path / "stats.json"),
+                                          "--csv", str(tmp_path / "annotators.csv")])
     assert result.exit_code == 0, result.output
     (ARTIFACTS / "annotate-stats.txt").write_text(result.output)
     stats = json.loads((tmp_path / "stats.json").read_text())
@@ -119,3 +120,9 @@ def test_browser_vote_resume_and_study_stats(study_manifest, tmp_path):
     assert set(mus["cohen_kappa"]) == {"alice | bob", "alice | carol", "bob | carol"}
     assert mus["cohen_kappa"]["bob | carol"]["items"] == 4
     assert "Fleiss kappa" in result.output and "alice: 4" in result.output
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "annotators.csv").set_index("annotator")
+    assert table["votes"].to_dict() == {"alice": 4, "bob": 4, "carol": 4}
+    assert table.loc["bob", "musicality_mean_confidence"] == 3.0 and table.loc["bob", "musicality_tie_share"] == 0.0
+    assert table.loc["carol", "alignment_tie_share"] == 0.25

@@ -120,6 +120,26 @@ def vote_stats(votes: list[dict[str, Any]], *, min_common: int = 2) -> dict[str,
     return out
 
 
+def annotator_table(votes: list[dict[str, Any]]):
+    """Tidy per-annotator table: votes, and per dimension tie share, first-position share
+    (non-tie votes naming the clip shown first) and mean confidence."""
+    import pandas as pd
+
+    rows = []
+    for name in sorted({str(v.get("annotator")) for v in votes}):
+        mine = [v for v in votes if str(v.get("annotator")) == name]
+        row: dict[str, Any] = {"annotator": name, "votes": len(mine)}
+        for dim in DIMENSIONS:
+            shown = [(v.get("displayed") or {}).get(dim) for v in mine if v.get(dim) in CATEGORIES]
+            non_tie = [x for x in shown if x in ("first", "second")]
+            conf = [float(v[f"confidence_{dim}"]) for v in mine if isinstance(v.get(f"confidence_{dim}"), (int, float))]
+            row[f"{dim}_tie_share"] = _clean(shown.count("tie") / len(shown)) if shown else None
+            row[f"{dim}_first_position_share"] = _clean(non_tie.count("first") / len(non_tie)) if non_tie else None
+            row[f"{dim}_mean_confidence"] = _clean(float(np.mean(conf))) if conf else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def read_votes(path: str | os.PathLike) -> list[dict[str, Any]]:
     from musicjudge.io import read_jsonl
 

@@ -42,14 +42,22 @@ def serve_cmd(
 def stats_cmd(
     votes: Path = typer.Argument(..., help="Votes file written by 'musicjudge annotate serve'."),
     json_out: Path = typer.Option(None, "--json", help="Also write the statistics as JSON here."),
+    csv_out: Path = typer.Option(None, "--csv", help="Also write a per-annotator table (votes, tie share, first-position share, mean confidence) as CSV."),
     min_common: int = typer.Option(2, "--min-common", help="Cohen's kappa only for annotator pairs with at least this many common pairs."),
 ) -> None:
     """Votes per annotator, inter-annotator agreement (pairwise, Cohen, Fleiss), position bias, tie share."""
     from musicjudge.annotate.stats import format_stats, read_votes, vote_stats
     from musicjudge.io import atomic_write_json
 
-    stats = vote_stats(read_votes(votes), min_common=min_common)
+    rows = read_votes(votes)
+    stats = vote_stats(rows, min_common=min_common)
     typer.echo(format_stats(stats))
+    if csv_out is not None:
+        from musicjudge.annotate.stats import annotator_table
+        from musicjudge.io import atomic_write_text
+
+        atomic_write_text(csv_out, annotator_table(rows).to_csv(index=False))
+        typer.echo(f"per-annotator table: {csv_out}")
     if json_out is not None:
         atomic_write_json(json_out, stats)
         typer.echo(f"stats: {json_out}")
