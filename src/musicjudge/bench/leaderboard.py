@@ -36,9 +36,10 @@ def leaderboard_frame(runs: Sequence[str | Path]):
         model = doc["model"]["name"]
         for task, res in doc["results"].items():
             metric = HEADLINE[res["metric"]]
-            ci = res.get(f"{metric}_ci") or [math.nan, math.nan]
+            ci = [math.nan if c is None else c for c in (res.get(f"{metric}_ci") or [None, None])]
             rows.append({"model": model, "benchmark": doc["benchmark"]["name"], "task": task,
-                         "dimension": res["dimension"], "metric": metric, "value": res.get(metric),
+                         "dimension": res["dimension"], "metric": metric,
+                         "value": math.nan if res.get(metric) is None else res[metric],
                          "ci_low": ci[0], "ci_high": ci[1], "n": res.get("n"), "run": str(r)})
     df = pd.DataFrame(rows)
     if df.empty:

@@ -375,5 +375,18 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "total_time_s": round(time.time() - t0, 3),
     }
-    atomic_write_json(out / "results.json", doc)
+    atomic_write_json(out / "results.json", _json_clean(doc))
     return out / "results.json"
+
+
+def _json_clean(obj: Any) -> Any:
+    """NaN/inf -> null so results.json is strict JSON (n/a metrics are null)."""
+    if isinstance(obj, dict):
+        return {k: _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_clean(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

@@ -81,7 +81,7 @@ def _print_results(path: Path) -> None:
     for name, res in doc["results"].items():
         metric = "accuracy" if res["metric"] == "accuracy" else "spearman"
         v = res.get(metric)
-        ci = res.get(f"{metric}_ci") or [math.nan, math.nan]
+        ci = res.get(f"{metric}_ci") or [None, None]
         fmt = (lambda x: "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}")
         table.add_row(name, metric, fmt(v), f"[{fmt(ci[0])}, {fmt(ci[1])}]", str(res.get("n", 0)), str(res.get("n_missing", 0)))
     console = Console()
