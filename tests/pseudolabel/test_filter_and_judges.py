@@ -57,6 +57,10 @@ def test_require_all_and_drop_ties(tmp_path):
     drop = label_pairs(tied, SimulatedJudge(accuracy=1.0, position_bias=0.0), tmp_path / "d", keep_ties=False, progress=False)
     assert keep.summary["dimensions"]["musicality"]["tie_share_kept"] == 1.0 and len(keep.kept) == 50
     assert drop.kept == []
+    from musicjudge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="another --out"):  # never mix two judges in one run folder
+        label_pairs(tied, SimulatedJudge(accuracy=0.5, position_bias=0.0), tmp_path / "c", progress=False)
 
 
 @pytest.mark.parametrize("answer,expected", [

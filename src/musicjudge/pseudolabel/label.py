@@ -169,7 +169,12 @@ def label_pairs(
     out_dir.mkdir(parents=True, exist_ok=True)
     verdicts_path = out_dir / VERDICTS_FILE
     repair_torn_tail(verdicts_path)
-    done = {k for k, row in read_verdicts(verdicts_path).items() if row.get("status") in DONE_STATUSES}
+    existing = read_verdicts(verdicts_path)
+    others = sorted({str(row.get("judge")) for row in existing.values()} - {judge.name})
+    if others:
+        # Mixing two judges' answers would make the consistency check meaningless.
+        raise ConfigError(f"{verdicts_path}: holds verdicts of judge {others[0]!r}, not {judge.name!r}; use another --out folder")
+    done = {k for k, row in existing.items() if row.get("status") in DONE_STATUSES}
     requests = [(p, o) for p in pairs for o in ORDERS if (p.id, o) not in done]
     n_workers = int(workers or getattr(judge, "concurrency", 1) or 1)
     log.info("%d pairs, %d verdicts already on disk, %d requests to make", len(pairs), len(done), len(requests))
