@@ -53,8 +53,9 @@ def make_synthetic_pairs(folder: Path, seeds: range) -> list[PreferencePair]:
                 text = f"a {tempo} melody played on a {'soft sine wave' if timbre == 'sine' else 'buzzy square wave'}"
                 good = clip(tempo, timbre, False, seed)
                 noisy = clip(tempo, timbre, True, seed)
-                other_tempo = clip("fast" if tempo == "slow" else "slow", timbre, False, seed + 1000)
-                other_timbre = clip(tempo, "square" if timbre == "sine" else "sine", False, seed + 2000)
+                # the mismatching clips are the clean clips of the neighbouring descriptions
+                other_tempo = clip("fast" if tempo == "slow" else "slow", timbre, False, seed)
+                other_timbre = clip(tempo, "square" if timbre == "sine" else "sine", False, seed)
                 for worse, dim in ((noisy, "musicality"), (other_tempo, "alignment"), (other_timbre, "alignment")):
                     flip = k % 2 == 1
                     a, b = (worse, good) if flip else (good, worse)

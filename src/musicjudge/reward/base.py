@@ -79,7 +79,7 @@ def load_reward_model(spec: str | Path = "builtin", *, device: str | None = None
         from musicjudge.reward.model import FusionRewardModel
 
         return FusionRewardModel.from_checkpoint(path, device=device, **kwargs)
-    if ":" in spec_str and not Path(spec_str.split(":")[0]).suffix:
+    if ":" in spec_str:
         from musicjudge.plugins import load_object
 
         obj = load_object(spec_str)

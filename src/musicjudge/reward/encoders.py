@@ -455,7 +455,10 @@ class ClapEncoder(AudioTextEncoder):
     def _embed_waves(self, waves: list[np.ndarray]) -> np.ndarray:
         import torch
 
-        inputs = self.feature_extractor(list(waves), sampling_rate=self.sample_rate, return_tensors="pt")
+        # fused checkpoints take 4-channel "fusion" features, unfused ones a single crop
+        fused = bool(getattr(self.model.config.audio_config, "enable_fusion", False))
+        inputs = self.feature_extractor(list(waves), sampling_rate=self.sample_rate, return_tensors="pt",
+                                        truncation="fusion" if fused else "rand_trunc", padding="repeatpad")
         inputs = {k: v.to(self.device) for k, v in inputs.items() if k in ("input_features", "is_longer")}
         with torch.inference_mode():
             emb = _pooled(self.model.get_audio_features(**inputs))

