@@ -129,3 +129,19 @@ def test_muq_needs_its_package():
             build_encoder({"backbone": "muq", "model": "OpenMuQ/MuQ-MuLan-large"})
     with pytest.raises(ConfigError, match="choose one of"):
         build_encoder({"backbone": "wav2vec-magic", "model": "x"})
+
+
+def test_music_lm_surprisal_features(tmp_path, reward_cache):
+    """Feature "lm" runs any MusicLM (here a tiny MusicGen built from a config) over the clip."""
+    from musicjudge.lm.musicgen import build_tiny_musicgen
+
+    build_tiny_musicgen(tmp_path / "tiny-musicgen")
+    clip = _clips(tmp_path, [11])
+    with_lm = BuiltinEncoder(features=("mel", "lm"), lm_spec=str(tmp_path / "tiny-musicgen"))
+    without = BuiltinEncoder(features=("mel",))
+    a, b = with_lm.embed_audio(clip, on_error="raise"), without.embed_audio(clip)
+    n_codebooks = 4
+    assert a.shape[1] == b.shape[1] + 2 * n_codebooks + 4  # mean/std NLL per codebook + curve quantiles + std
+    np.testing.assert_allclose(a[0, : b.shape[1]], b[0], rtol=1e-6)
+    assert np.all(a[0, b.shape[1]:b.shape[1] + n_codebooks] > 0)  # mean NLL (nats / 5) is positive
+    assert with_lm.config()["lm_spec"] == str(tmp_path / "tiny-musicgen") and with_lm.audio_key() != without.audio_key()

@@ -374,7 +374,9 @@ class BuiltinEncoder(AudioTextEncoder):
         return {"backbone": "minilm-l6-v2"}
 
     def _lm_features(self, wave: np.ndarray) -> np.ndarray:
-        """Surprisal of the built-in LM: mean/std NLL per codebook and frame-curve quantiles."""
+        """Built-in LM features: surprisal statistics (mean/std NLL per codebook, quantiles of the
+        frame curve) through the MusicLM protocol, plus the time-mean of its hidden states when the
+        LM exposes ``hidden_states(codes)`` (the built-in one does)."""
         import torch
 
         from musicjudge.audio import resample
@@ -388,13 +390,15 @@ class BuiltinEncoder(AudioTextEncoder):
         with torch.inference_mode():
             codes = lm.encode(wave_lm)
             nll = lm.token_nll(codes)
+            hidden = lm.hidden_states(codes).float().mean(0).cpu().numpy() if hasattr(lm, "hidden_states") else np.zeros(0)
         values = nll.nll.float().masked_fill(~nll.mask, float("nan")).cpu().numpy()
         curve = nll.frame_curve().float().cpu().numpy()
         curve = curve[np.isfinite(curve)]
-        per_cb_mean = np.nanmean(values, axis=1)
-        per_cb_std = np.nanstd(values, axis=1)
+        per_cb_mean = np.nan_to_num(np.nanmean(values, axis=1))
+        per_cb_std = np.nan_to_num(np.nanstd(values, axis=1))
         quant = np.quantile(curve, [0.1, 0.5, 0.9]) if len(curve) else np.zeros(3)
-        return np.concatenate([per_cb_mean, per_cb_std, quant, [curve.std() if len(curve) else 0.0]]).astype(np.float32) / 5.0
+        surprisal = np.concatenate([per_cb_mean, per_cb_std, quant, [curve.std() if len(curve) else 0.0]]) / 5.0
+        return np.concatenate([surprisal, hidden]).astype(np.float32)
 
     def _embed_waves(self, waves: list[np.ndarray]) -> np.ndarray:
         stats = [f for f in self.features if f != "lm"]
