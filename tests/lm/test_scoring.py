@@ -141,6 +141,7 @@ def test_null_condition_equals_models_own_forward(tiny_lm):
         enc = tiny_lm.tokenizer([text], return_tensors="pt")
         ref_text = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                          decoder_input_ids=decoder_inputs).logits
+    assert tiny_lm.null_condition_is_zero()  # so the null path below skips cross-attention
     ours_null = tiny_lm.token_nll(codes, condition=None).nll
     ours_text = tiny_lm.token_nll(codes, condition=text).nll
     assert (ours_null - nll_from_logits(ref_null)).abs().max().item() <= 1e-5

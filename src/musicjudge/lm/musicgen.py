@@ -168,6 +168,12 @@ class MusicGenLM(DelayPatternLM):
         return encoder_lookahead_frames(self.codec.encoder, int(self.codec.config.hop_length))
 
     # ------------------------------------------------------------------ condition
+    def null_condition_is_zero(self) -> bool:
+        """True when cross-attention to the null condition contributes exactly zero."""
+        if "_null_zero" not in self.__dict__:
+            self._null_zero = _null_is_zero(self.model)
+        return self._null_zero
+
     def conditioning(self, condition: str | None):
         """Cross-attention inputs exactly as ``MusicgenForConditionalGeneration.forward`` builds
         them: text-encoder states (or the zero null condition of ``get_unconditional_inputs``),
@@ -178,6 +184,12 @@ class MusicGenLM(DelayPatternLM):
             if condition is None or condition == "":
                 null = self.model.get_unconditional_inputs(num_samples=1)
                 states, mask = null.encoder_outputs[0], null.attention_mask
+                if self.null_condition_is_zero():
+                    # The null condition is one masked zero state; with bias-free key/value/output
+                    # projections cross-attention then adds exactly 0, so skipping the block is
+                    # exact and saves ~1/7 of the decoder's work (tested against the model's
+                    # own forward with get_unconditional_inputs).
+                    return None, None
             else:
                 if self.tokenizer is None:
                     raise ConfigError(f"{self.name}: no tokenizer found with this checkpoint; "
@@ -187,6 +199,14 @@ class MusicGenLM(DelayPatternLM):
                 mask = enc["attention_mask"].to(self.device)
                 states = self.model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
             return project_condition(self.model, states, mask)
+
+
+def _null_is_zero(model: Any) -> bool:
+    for layer in model.decoder.model.decoder.layers:
+        attn = layer.encoder_attn
+        if any(getattr(attn, name).bias is not None for name in ("k_proj", "v_proj", "out_proj")):
+            return False
+    return True
 
 
 def project_condition(model: Any, states, mask):
