@@ -53,7 +53,7 @@ def run_cmd(
     condition: Optional[str] = typer.Option(None, help="Text condition (default: unconditional / null condition)."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N clips of each data set."),
     save_curves: Optional[str] = typer.Option(None, help="Per-frame curves to keep: codebooks | mean | none."),
-    batch_size: Optional[int] = typer.Option(None, help="Sequences per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, help="Perturbed sequences per forward pass (default: 1 on CPU, 8 on GPU)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
     dtype: Optional[str] = typer.Option(None, help="float32, float16, bfloat16."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Retry clips that failed in an earlier run."),

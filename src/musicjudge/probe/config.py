@@ -168,7 +168,7 @@ class ProbeConfig:
     shuffle: ShuffleGrid = field(default_factory=ShuffleGrid)
     analysis: Analysis = field(default_factory=Analysis)
     save_curves: str = "codebooks"
-    batch_size: int = 8
+    batch_size: int | None = None  # None: the engine picks (1 on CPU, 8 on GPU)
     device: str | None = None
     dtype: str | None = None
     retry_errors: bool = False
@@ -196,7 +196,7 @@ class ProbeConfig:
                 raise ConfigError(f"crop_duration_s={self.crop_duration_s}: must be > 0 (or null for the whole clip)")
         if self.save_curves not in SAVE_CURVES:
             raise ConfigError(f"save_curves={self.save_curves!r}: expected one of {', '.join(SAVE_CURVES)}")
-        if int(self.batch_size) < 1:
+        if self.batch_size is not None and int(self.batch_size) < 1:
             raise ConfigError(f"batch_size={self.batch_size}: must be >= 1")
         if not (self.noise.enabled or self.shuffle.enabled):
             raise ConfigError("noise and shuffle are both disabled; enable at least one perturbation family")

@@ -207,7 +207,7 @@ class ClipScorer:
     token losses into result rows and curve rows."""
 
     def __init__(self, lm, perturbations: Sequence, *, seeds: Sequence[int] = (0,), condition: str | None = None,
-                 batch_size: int = 8, analysis: Analysis | None = None, min_recovery_s: float = 1.0,
+                 batch_size: int | None = None, analysis: Analysis | None = None, min_recovery_s: float = 1.0,
                  use_engine: bool = True) -> None:
         if not perturbations:
             raise ConfigError("the perturbation grid is empty; enable noise or shuffle perturbations")
@@ -215,7 +215,7 @@ class ClipScorer:
         self.perturbations = list(perturbations)
         self.seeds = list(seeds)
         self.condition = condition
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.analysis = analysis or Analysis()
         self.min_duration_s = required_duration_s(self.perturbations, lm.frame_rate, min_recovery_s)
         self.use_engine = use_engine
@@ -256,7 +256,7 @@ class ClipScorer:
         codes = lm.encode_batch([wave, *perturbed])
         kwargs = {"condition": condition}
         if "batch_size" in inspect.signature(lm.token_nll_batch).parameters:  # optional in the protocol
-            kwargs["batch_size"] = self.batch_size
+            kwargs["batch_size"] = self.batch_size or 8
         nlls = lm.token_nll_batch(codes, **kwargs)
         if len(nlls) != len(codes):
             raise ConfigError(f"{getattr(lm, 'name', 'model')}: token_nll_batch returned {len(nlls)} results for "
