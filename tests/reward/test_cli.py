@@ -55,6 +55,13 @@ def test_train_eval_info_from_manifests(synthetic, tmp_path):
     assert set(table["dimension"]) == {"musicality", "alignment"}
     result = runner.invoke(app, ["reward", "info", "--model", str(out)])
     assert result.exit_code == 0 and '"num_parameters"' in result.output
+    # a pairs manifest as --audio: each distinct (clip, instruction) once, with the row's instruction
+    scores = tmp_path / "manifest_scores.csv"
+    result = runner.invoke(app, ["reward", "score", "--model", str(out), "--audio", str(test), "--out", str(scores)])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(scores)
+    expected = {(p.audio_a, p.instruction.text) for p in synthetic["pairs"]["test"][:12]} | {(p.audio_b, p.instruction.text) for p in synthetic["pairs"]["test"][:12]}
+    assert len(df) == len(expected) and (df["status"] == "ok").all() and set(df["instruction_kind"]) == {"text"}
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
