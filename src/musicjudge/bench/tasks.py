@@ -36,7 +36,7 @@ BUILTIN_KINDS = ("text", "text+lyrics", "text+ref", "text+lyrics+ref")
 BUILTIN_PAIRS_FULL = 800
 BUILTIN_PAIRS_QUICK = 32
 # --quick renders only the first pieces of the corpus (about 1 in 7 is held out).
-BUILTIN_QUICK_CORPUS_LIMIT = 40
+BUILTIN_QUICK_CORPUS_LIMIT = 30
 
 
 @dataclass(frozen=True)
