@@ -153,3 +153,16 @@ def test_cli_run_and_leaderboard(cmi_root, plugin_module, tmp_path):
     assert "instruction_kind" in html  # breakdowns side by side
     r = runner.invoke(app, ["bench", "run", "-m", "random", "-b", "nope.yaml", "-o", str(tmp_path / "x")])
     assert r.exit_code != 0
+
+
+def test_metadata_breakdowns_from_yaml_options(cmi_root, plugin_module, tmp_path):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(f"tasks:\n  - {{name: arena, data: '{cmi_root}/unified.jsonl', source: Music Arena, dimension: musicality,"
+                   " metric: accuracy, options: {metadata_breakdowns: [model_a, raw_preference]}}\n")
+    out = tmp_path / "run"
+    run_benchmark(f"{plugin_module}:RmsReward", str(cfg), out, n_boot=20, progress=False)
+    br = pd.read_csv(out / "breakdowns.csv")
+    raw = br[br.breakdown == "raw_preference"].set_index("group")
+    assert raw.loc["neither", "value"] == 0.5 and raw.loc["model_b", "value"] == 1.0 and raw.loc["a", "n"] == 1
+    assert list(br[br.breakdown == "model_a"].group) == ["gen-x"]
+    assert "meta_model_a" in pd.read_parquet(out / "predictions.parquet").columns

@@ -186,10 +186,14 @@ def predictions_frame(data: TaskData, cache: ScoreCache):
     from musicjudge.reward.base import ScoreItem
 
     dim = data.task.dimension
+    meta_keys = metadata_breakdowns(data.task)
     rows = []
     for it in data.items:
         base = {"task": data.task.name, "id": it.id, "dimension": dim, "kind": it.instruction.kind,
                 "vocal": "vocal" if it.instruction.lyrics else "instrumental", "month": _month_of(it.metadata)}
+        for key in meta_keys:
+            v = it.metadata.get(key)
+            base[f"meta_{key}"] = None if v is None else str(v)
         if data.kind == "pairs":
             ka = item_key(ScoreItem(it.audio_a, it.instruction))
             kb = item_key(ScoreItem(it.audio_b, it.instruction))
@@ -207,6 +211,16 @@ def predictions_frame(data: TaskData, cache: ScoreCache):
 
 def _estimate_row(task: str, dim: str, breakdown: str, group: str, metric: str, est: M.Estimate) -> dict[str, Any]:
     return {"task": task, "dimension": dim, "breakdown": breakdown, "group": group, "metric": metric, **est.to_dict()}
+
+
+def metadata_breakdowns(task) -> list[str]:
+    """Metadata keys a task asks to break results down by (``options: {metadata_breakdowns: [...]}``)."""
+    keys = task.options.get("metadata_breakdowns") or []
+    return [str(k) for k in ([keys] if isinstance(keys, str) else keys)]
+
+
+def _meta_columns(df) -> list[str]:
+    return [c for c in df.columns if c.startswith("meta_")]
 
 
 def pair_metrics(df, task: str, dim: str, *, n_boot: int, seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -234,6 +248,10 @@ def pair_metrics(df, task: str, dim: str, *, n_boot: int, seed: int) -> tuple[di
     if len(scored):
         add("instruction_kind", scored.groupby("kind"))
         add("vocal", scored.groupby("vocal"))
+        for col in _meta_columns(scored):
+            sub = scored[scored[col].notna()]
+            if len(sub):
+                add(col[len("meta_"):], sub.groupby(col))
         if scored["month"].notna().any():
             add("month", scored[scored["month"].notna()].groupby("month"))
         buckets = scored["duration_s"].map(M.length_bucket)
@@ -268,8 +286,10 @@ def rated_metrics(df, task: str, dim: str, *, n_boot: int, seed: int) -> tuple[d
             res[f"system_{method}_ci"] = [est.ci_low, est.ci_high]
             rows.append(_estimate_row(task, dim, "all", "all", f"system_{method}", est))
     if len(scored):
-        for breakdown, keys in (("instruction_kind", scored["kind"]), ("vocal", scored["vocal"]),
-                                ("audio_length", scored["duration_s"].map(M.length_bucket))):
+        groupings = [("instruction_kind", scored["kind"]), ("vocal", scored["vocal"]),
+                     ("audio_length", scored["duration_s"].map(M.length_bucket))]
+        groupings += [(c[len("meta_"):], scored[c].fillna("n/a")) for c in _meta_columns(scored)]
+        for breakdown, keys in groupings:
             for group, sub in scored.groupby(keys):
                 est = M.correlation_estimate(sub["score"], sub["truth"], "spearman", n_boot=n_boot, seed=seed)
                 rows.append(_estimate_row(task, dim, breakdown, str(group), "spearman", est))
@@ -352,7 +372,7 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
     import io as _io
 
     buf = _io.BytesIO()
-    preds.astype({c: "string" for c in ("truth", "system", "system_a", "system_b", "month") if c in preds}).to_parquet(buf, index=False)
+    preds.astype({c: "string" for c in ("truth", "system", "system_a", "system_b", "month", *_meta_columns(preds)) if c in preds}).to_parquet(buf, index=False)
     atomic_write_bytes(out / "predictions.parquet", buf.getvalue())
     pd_rows = pd.DataFrame(breakdown_rows, columns=["task", "dimension", "breakdown", "group", "metric", "value", "ci_low", "ci_high", "n"])
     atomic_write_text(out / "breakdowns.csv", pd_rows.to_csv(index=False))

@@ -111,6 +111,7 @@ def builtin_benchmark(quick: bool = False) -> Benchmark:
                 name=f"builtin/{dim}/{kind}", data=data, format="builtin-pairs",
                 dimension=dim, metric="accuracy", instruction_kind=kind,
                 description=f"built-in held-out pairs, {kind} instructions, {dim} preference",
+                options={"metadata_breakdowns": ["pair_type", "collection"]},
             ))
     return Benchmark(name="builtin-quick" if quick else "builtin", tasks=tuple(tasks),
                      description="Built-in offline world: held-out pairs with known truth, by instruction type.")
