@@ -31,17 +31,24 @@ from musicjudge.io import append_jsonl, atomic_write_json, atomic_write_text, re
 @dataclass
 class TrainConfig:
     seed: int = 0
-    steps: int = 300
+    steps: int = 320
     batch_size: int = 4
-    crop_frames: int = 750
-    lr: float = 2e-3
-    warmup_steps: int = 30
+    crop_frames: int = 250
+    # every `long_every`-th step trains on full-length crops so positions up to a 15 s clip are seen
+    long_crop_frames: int = 750
+    long_batch_size: int = 2
+    long_every: int = 4
+    lr: float = 3e-3
+    warmup_steps: int = 20
+    # std of the code-embedding init: MusicGen's 0.02 leaves the codes buried under the sinusoidal
+    # positions (amplitude 1) and a briefly trained model sits at the unigram loss for long
+    embed_init_std: float = 0.5
     weight_decay: float = 0.01
     hidden_size: int = 192
     num_layers: int = 4
     num_heads: int = 4
     ffn_dim: int = 768
-    dropout: float = 0.1
+    dropout: float = 0.0
     codebook_size: int = 256
     num_codebooks: int = 4
     tokenizer_frames: int = 120_000
@@ -105,8 +112,11 @@ def train_builtin(corpus_manifest: str | Path, out_dir: str | Path, config: Trai
     torch.manual_seed(cfg.seed)
     dcfg = decoder_config(codebook_size=cfg.codebook_size, num_codebooks=cfg.num_codebooks, hidden_size=cfg.hidden_size,
                           num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim,
-                          max_positions=max(2048, cfg.crop_frames + cfg.num_codebooks + 8), dropout=cfg.dropout)
+                          max_positions=max(2048, cfg.long_crop_frames + cfg.num_codebooks + 8), dropout=cfg.dropout)
     model = MusicgenForCausalLM(dcfg)
+    with torch.no_grad():
+        for emb in model.model.decoder.embed_tokens:
+            emb.weight.normal_(0.0, cfg.embed_init_std)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -127,7 +137,9 @@ def train_builtin(corpus_manifest: str | Path, out_dir: str | Path, config: Trai
                total=cfg.steps)
     for step in bar:
         rng = np.random.default_rng([cfg.seed, step])  # per-step stream: resuming replays the same batches
-        batch = _sample_batch(train_codes, weights, cfg.batch_size, cfg.crop_frames, rng)
+        long = cfg.long_every > 0 and step % cfg.long_every == cfg.long_every - 1
+        batch = _sample_batch(train_codes, weights, cfg.long_batch_size if long else cfg.batch_size,
+                              cfg.long_crop_frames if long else cfg.crop_frames, rng)
         out_nll = decoder_token_nll(model, batch, pad_token_id=dcfg.pad_token_id, bos_token_id=dcfg.bos_token_id)
         out_nll.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -357,8 +369,9 @@ Griffin-Lim of the unquantised mel alone: {held.get('unquantised_griffin_lim_log
 {m['parameters']:,} parameters (fp16 storage): hidden {tc['hidden_size']}, {tc['num_layers']} layers,
 {tc['num_heads']} heads, FFN {tc['ffn_dim']}, dropout {tc['dropout']}, sinusoidal positions, cross-attention unused.
 Trained {m['steps_done']} steps (of {tc['steps']} planned{', stopped by the time budget' if m['stopped_early_by_time_budget'] else ''}),
-batch {tc['batch_size']} x {tc['crop_frames']} frames (random crops), AdamW lr {tc['lr']} (warm-up {tc['warmup_steps']},
-cosine to 10%), weight decay {tc['weight_decay']}, grad-clip 1.0, seed {tc['seed']}, {tc['threads']} CPU threads.
+batch {tc['batch_size']} x {tc['crop_frames']} frames (random crops; every {tc['long_every']}-th step {tc['long_batch_size']} x {tc['long_crop_frames']} frames),
+AdamW lr {tc['lr']} (warm-up {tc['warmup_steps']}, cosine to 10%), betas (0.9, 0.95), weight decay {tc['weight_decay']},
+grad-clip 1.0, code-embedding init std {tc['embed_init_std']}, seed {tc['seed']}, {tc['threads']} CPU threads.
 Training time: {m['train_seconds']:.0f} s of optimisation ({m['total_seconds']:.0f} s including tokenizer, encoding, evaluation)
 on {m['machine']}; torch {m['torch']}.
 
