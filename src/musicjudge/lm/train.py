@@ -388,5 +388,6 @@ on {m['machine']}; torch {m['torch']}.
 ## Limits
 A toy-scale model of synthesised (General MIDI) music: its losses are not comparable in absolute
 terms with MusicGen's EnCodec-token losses; use it to exercise and test the probes offline.
-Reproduce: `musicjudge lm train --out DIR` (same corpus, seed and settings give the same weights).
+Reproduce: `musicjudge lm train --out DIR{f" --corpus-limit {tc['corpus_limit']}" if tc.get('corpus_limit') else ""}`
+(same corpus, seed and settings give the same weights up to CPU floating-point non-determinism).
 """
