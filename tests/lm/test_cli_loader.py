@@ -72,6 +72,14 @@ def test_score_cli_skips_bad_files_and_scores_the_rest(tiny_musicgen_dir, tmp_pa
     captured = capsys.readouterr()
     assert "skipped:" in captured.err and "silent.wav" in captured.err
     assert (tmp_path / "curves" / "good.nll.csv").exists() and not (tmp_path / "curves" / "silent.nll.csv").exists()
+    first_mean = captured.out.split("mean_nll=")[1].split()[0]
+    # resume: the finished file is kept (same mean read back), not recomputed
+    with pytest.raises(SystemExit) as exc:
+        main(["score", str(good), "--model", str(tiny_musicgen_dir), "--out",
+              str(tmp_path / "curves" / "good.nll.csv"), "--skip-existing"])
+    assert exc.value.code == 0
+    again = capsys.readouterr().out
+    assert "kept from" in again and f"mean_nll={first_mean}" in again
 
 
 def test_load_music_lm_specs(tiny_musicgen_dir):

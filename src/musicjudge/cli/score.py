@@ -26,6 +26,9 @@ def score(
     ),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)."),
     dtype: Optional[str] = typer.Option(None, help="float32 (default), bfloat16, float16 or auto."),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="Resume: keep curves already written by an earlier run of the same command."
+    ),
 ) -> None:
     """Score audio with a music LM: print the mean loss (nats/token) and write the per-frame
     curve (frame, time_s, nll_mean, nll_cb0..) of each file. Unreadable files are skipped and
@@ -42,6 +45,12 @@ def score(
     lm = load_music_lm(model, device=device, dtype=dtype)
     failures: list[str] = []
     for path in audio:
+        target = _curve_path(path, out, multiple=len(audio) > 1)
+        if skip_existing and target.exists():
+            mean = _stored_mean(target)
+            if mean is not None:
+                typer.echo(f"{path}\tmean_nll={mean:.4f} nats/token\t(kept from {target})")
+                continue
         try:
             if not path.exists():
                 raise ConfigError(f"{path}: file not found; check the path")
@@ -54,7 +63,6 @@ def score(
             failures.append(str(e))
             typer.echo(f"skipped: {e}", err=True)
             continue
-        target = _curve_path(path, out, multiple=len(audio) > 1)
         _write_table(result.to_frame_table(lm.frame_rate), target)
         typer.echo(f"{path}\tmean_nll={result.mean():.4f} nats/token\tframes={result.num_frames}\tcurve={target}")
     if failures:
@@ -69,6 +77,19 @@ def _curve_path(audio: Path, out: Optional[Path], multiple: bool) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         return out / f"{audio.stem}.nll.csv"
     return out
+
+
+def _stored_mean(target: Path) -> Optional[float]:
+    """Mean NLL over valid tokens of a curve written earlier (None if unreadable)."""
+    import pandas as pd
+
+    try:
+        table = pd.read_parquet(target) if target.suffix.lower() == ".parquet" else pd.read_csv(target)
+        values = table[[c for c in table.columns if c.startswith("nll_cb")]].to_numpy().ravel()
+    except Exception:  # noqa: BLE001 - a torn/foreign file is simply recomputed
+        return None
+    values = values[~pd.isna(values)]
+    return float(values.mean()) if values.size else None
 
 
 def _write_table(table, target: Path) -> None:
