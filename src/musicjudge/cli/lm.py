@@ -31,11 +31,11 @@ def train_cmd(
     from musicjudge.data.corpus import build_corpus
     from musicjudge.lm.train import TrainConfig, train_builtin
 
-    manifest = corpus or build_corpus(limit=corpus_limit)
     if corpus is not None and corpus_limit is not None:
         from musicjudge.errors import ConfigError
 
         raise ConfigError("--corpus and --corpus-limit: give one (the limit applies to the cached corpus)")
+    manifest = corpus or build_corpus(limit=corpus_limit)
     cfg = TrainConfig(seed=seed, steps=steps, batch_size=batch_size, crop_frames=crop_frames, lr=lr,
                       hidden_size=hidden_size, num_layers=layers, ffn_dim=4 * hidden_size, time_budget_s=time_budget,
                       threads=threads, corpus_limit=corpus_limit)
