@@ -136,17 +136,21 @@ class LossProfileReward:
         self.profile_kwargs = profile_kwargs
         self.fingerprint = f"loss-profile-{lm_spec}-{stable_hash(profile_kwargs)}"
         self.failures: dict[str, str] = {}
+        # The score ignores the instruction: one clip under several instructions is scored once.
+        self._by_path: dict[str, float] = {}
 
     def score(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
         from musicjudge.probe.profile import profile_scores
 
-        paths = [it.audio for it in items]
-        frame = profile_scores(self.lm, paths, progress=False, **self.profile_kwargs)
-        vals = frame["profile_score"].to_numpy(dtype=np.float64)
-        if "error" in frame:
-            for p, err in zip(paths, frame["error"]):
+        todo = list(dict.fromkeys(it.audio for it in items if it.audio not in self._by_path))
+        if todo:
+            frame = profile_scores(self.lm, todo, progress=False, **self.profile_kwargs)
+            errors = frame["error"] if "error" in frame else [None] * len(todo)
+            for p, v, err in zip(todo, frame["profile_score"].to_numpy(dtype=np.float64), errors):
+                self._by_path[p] = float(v)
                 if isinstance(err, str) and err:
                     self.failures[p] = err
+        vals = np.array([self._by_path[it.audio] for it in items], dtype=np.float64)
         return {"musicality": vals, "alignment": np.full(len(items), np.nan)}
 
 

@@ -24,7 +24,7 @@ from musicjudge.bench import metrics as M
 from musicjudge.bench.data import TaskData, load_task_data
 from musicjudge.bench.models import BenchModel, item_key, resolve_model
 from musicjudge.bench.tasks import Benchmark, load_benchmark, select_tasks
-from musicjudge.errors import ModelLoadError, MusicjudgeError
+from musicjudge.errors import ConfigError, ModelLoadError, MusicjudgeError
 from musicjudge.io import append_jsonl, atomic_write_bytes, atomic_write_json, atomic_write_text, cache_dir, read_jsonl
 
 HEADLINE_TIE_POLICY = "half"
@@ -330,8 +330,9 @@ def _data_version(manifest: str) -> dict[str, Any]:
 
 def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: str | Path, *, quick: bool = False,
                   tasks: list[str] | None = None, n_boot: int | None = None, seed: int = 0, batch_size: int = 16,
-                  model_args: dict[str, Any] | None = None, progress: bool = True) -> Path:
-    """Evaluate ``model`` on ``benchmark`` and write the run folder; returns results.json's path."""
+                  model_args: dict[str, Any] | None = None, progress: bool = True, limit: int | None = None) -> Path:
+    """Evaluate ``model`` on ``benchmark`` and write the run folder; returns results.json's path.
+    ``limit``: at most this many items per task (evenly spaced; for expensive models)."""
     import pandas as pd
 
     t0 = time.time()
@@ -341,7 +342,10 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
     bench = select_tasks(bench, tasks)
     bm = resolve_model(model, model_args) if isinstance(model, str) else model
     n_boot = n_boot if n_boot is not None else (QUICK_N_BOOT if quick else M.DEFAULT_N_BOOT)
-    limit = QUICK_ITEMS_PER_TASK if quick else None
+    if limit is None:
+        limit = QUICK_ITEMS_PER_TASK if quick else None
+    elif limit < 1:
+        raise ConfigError(f"--limit {limit}: must be a positive number of items per task")
 
     datas = [load_task_data(t, limit=limit) for t in bench.tasks]
     errors: list[dict[str, Any]] = [m for d in datas for m in d.missing]

@@ -47,6 +47,7 @@ def run_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (results.json, breakdowns.csv, predictions.parquet, errors.jsonl)."),
     task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="Only tasks matching this glob (repeatable)."),
     quick: bool = typer.Option(False, "--quick", help="Reduced run: 16 items per task, 200 bootstrap resamples."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most N items per task (evenly spaced), for expensive models."),
     model_arg: Optional[list[str]] = typer.Option(None, "--model-arg", help="key=value passed to the model's constructor (repeatable)."),
     n_boot: Optional[int] = typer.Option(None, "--n-boot", help="Bootstrap resamples for the CIs (default 1000, 200 with --quick)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
@@ -57,6 +58,16 @@ def run_cmd(
     # data-parallel scoring (musicjudge.distributed); a single process is plain run_benchmark
     from musicjudge.distributed import current_process, run_bench_parallel, shutdown
 
+    if limit is not None:
+        # a subset run is a single-process run (the sharded runner splits whole benchmarks)
+        if shard is not None or current_process(shard).world_size > 1:
+            raise ConfigError("--limit cannot be combined with --shard or a multi-process launch; drop one of them")
+        from musicjudge.bench.runner import run_benchmark
+
+        path = run_benchmark(model, benchmark, out, quick=quick, tasks=task, n_boot=n_boot, seed=seed,
+                             batch_size=batch_size, model_args=_model_args(model_arg), limit=limit)
+        _print_results(path)
+        return
     path, evaluated = run_bench_parallel(model, benchmark, out, shard=shard, quick=quick, tasks=task, n_boot=n_boot,
                                          seed=seed, batch_size=batch_size, model_args=_model_args(model_arg))
     shutdown()
