@@ -97,6 +97,7 @@ def generate_cmd(
     duration_s: float = typer.Option(8.0, "--duration", help="Seconds per clip."),
     seed: int = typer.Option(0, "--seed", help="Base seed (each clip's seed derives from it, the prompt id and its index)."),
     guidance_scale: float = typer.Option(None, "--guidance-scale", help="Classifier-free guidance for MusicGen (default: the checkpoint's)."),
+    griffin_lim_iters: int = typer.Option(32, "--griffin-lim-iters", help="Built-in LM only: decoding iterations (fewer = faster, rougher)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: CUDA when present)."),
 ) -> None:
     """Generate N candidate clips per prompt (top-k sweep), ready for 'pseudolabel pair'."""
@@ -110,7 +111,9 @@ def generate_cmd(
     if any(v is not None and v < 0 for v in sweep):
         raise ConfigError(f"--top-k {top_k!r}: values must be >= 0")
     items = read_prompts(prompts)
-    generator = load_generator(model, device=device, guidance_scale=guidance_scale)
+    if griffin_lim_iters < 1:
+        raise ConfigError(f"--griffin-lim-iters {griffin_lim_iters}: must be >= 1")
+    generator = load_generator(model, device=device, guidance_scale=guidance_scale, griffin_lim_iters=griffin_lim_iters)
     if not generator.conditioned_on:
         typer.echo(f"note: {generator.name} is unconditional; instructions are recorded but do not steer the clips", err=True)
     manifest = generate_candidates(items, generator, out, n=n, top_k_sweep=sweep, temperature=temperature,

@@ -94,8 +94,10 @@ class MusicGenGenerator:
         return wave.astype(np.float32), int(self.lm.sample_rate)
 
 
-def load_generator(spec: str, *, device: str | None = None, guidance_scale: float | None = None) -> CandidateGenerator:
-    """``builtin``, a MusicGen hub id / local checkpoint, or ``module:Class``."""
+def load_generator(spec: str, *, device: str | None = None, guidance_scale: float | None = None,
+                   griffin_lim_iters: int = 32) -> CandidateGenerator:
+    """``builtin``, a MusicGen hub id / local checkpoint, or ``module:Class``.
+    ``griffin_lim_iters``: decoding iterations of the built-in LM's mel tokenizer (speed vs quality)."""
     spec = (spec or "builtin").strip()
     if ":" in spec and not Path(spec).exists() and not spec.startswith(("http://", "https://")):
         from musicjudge.plugins import load_object
@@ -103,7 +105,7 @@ def load_generator(spec: str, *, device: str | None = None, guidance_scale: floa
         obj = load_object(spec)
         gen = obj() if isinstance(obj, type) else obj
         if hasattr(gen, "generate_audio") and not hasattr(gen, "conditioned_on"):
-            return BuiltinLMGenerator(gen, name=spec)
+            return BuiltinLMGenerator(gen, name=spec, griffin_lim_iters=griffin_lim_iters)
         if not hasattr(gen, "generate"):
             raise ConfigError(f"{spec}: object has no generate(instruction, *, seed, top_k, temperature, duration_s)")
         if not hasattr(gen, "name"):
@@ -115,7 +117,7 @@ def load_generator(spec: str, *, device: str | None = None, guidance_scale: floa
 
     lm = load_music_lm(spec, device=device)
     if hasattr(lm, "generate_audio"):
-        return BuiltinLMGenerator(lm, name=spec)
+        return BuiltinLMGenerator(lm, name=spec, griffin_lim_iters=griffin_lim_iters)
     if hasattr(lm, "model") and hasattr(lm.model, "generate"):
         return MusicGenGenerator(lm, name=spec, guidance_scale=guidance_scale)
     raise ConfigError(f"{spec}: this model cannot generate audio; use builtin, a MusicGen checkpoint or module:Class")
