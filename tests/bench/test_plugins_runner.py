@@ -146,8 +146,10 @@ def test_cli_run_and_leaderboard(cmi_root, plugin_module, tmp_path):
     r = runner.invoke(app, ["bench", "leaderboard", str(tmp_path / "rms"), str(tmp_path / "rnd"), "-o", str(tmp_path / "lb")])
     assert r.exit_code == 0, r.output
     md = (tmp_path / "lb" / "leaderboard.md").read_text()
-    rows = [l for l in md.splitlines() if l.startswith("| RmsReward") or l.startswith("| random:0")]
-    assert rows[0].startswith("| RmsReward") and "1.000 [" in rows[0]  # best model first, CI shown
+    header = next(l for l in md.splitlines() if l.startswith("| task"))
+    assert header.index("RmsReward") < header.index("random:0")  # best model first
+    row = next(l for l in md.splitlines() if l.startswith("| MusicEval/musicality"))
+    assert row.split(" | ")[2].startswith("1.000 [")  # RmsReward's Spearman with its CI
     html = (tmp_path / "lb" / "leaderboard.html").read_text()
     assert "RmsReward" in html and "MusicEval/musicality" in html and "data:image/png;base64" in html
     assert "instruction_kind" in html  # breakdowns side by side

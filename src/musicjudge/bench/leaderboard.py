@@ -78,21 +78,24 @@ def _cell(value, lo, hi) -> str:
 
 
 def wide_table(df):
-    """Models x tasks, cells 'value [lo, hi]'; models ordered by their mean headline value."""
+    """Tasks (rows) x models (columns, best mean first), cells 'value [lo, hi]', plus a last row
+    with each model's plain mean over tasks."""
     df = df.copy()
     df["cell"] = [_cell(v, lo, hi) for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"])]
-    order = df.groupby("model")["value"].mean().sort_values(ascending=False).index
+    mean = df.groupby("model")["value"].mean().sort_values(ascending=False)
     tasks = list(dict.fromkeys(df["task"]))
-    wide = df.pivot_table(index="model", columns="task", values="cell", aggfunc="first").reindex(index=order, columns=tasks)
-    mean = df.groupby("model")["value"].mean().reindex(order)
-    wide.insert(0, "mean", [f"{m:.3f}" if math.isfinite(m) else "n/a" for m in mean])
-    return wide.fillna("n/a").reset_index()
+    wide = df.pivot_table(index="task", columns="model", values="cell", aggfunc="first").reindex(index=tasks, columns=mean.index)
+    wide = wide.fillna("n/a")
+    metrics = dict(zip(df["task"], df["metric"]))
+    wide.insert(0, "metric", [metrics[t] for t in tasks])
+    wide.loc["mean over tasks"] = ["", *[f"{m:.3f}" if math.isfinite(m) else "n/a" for m in mean]]
+    wide.columns.name = None
+    return wide.reset_index().rename(columns={"index": "task"})
 
 
-def to_markdown(wide, metrics: dict[str, str]) -> str:
+def to_markdown(wide) -> str:
     cols = list(wide.columns)
-    head = ["model", "mean"] + [f"{c} ({metrics.get(c, '')})" for c in cols[2:]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in wide.iterrows():
         lines.append("| " + " | ".join(str(row[c]) for c in cols) + " |")
     return "\n".join(lines) + "\n"
@@ -145,12 +148,11 @@ def write_leaderboard(runs: Sequence[str | Path], out_dir: str | Path) -> dict[s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = leaderboard_frame(runs)
-    metrics = dict(zip(df["task"], df["metric"]))
     wide = wide_table(df)
     md = ("# musicjudge reward benchmark leaderboard\n\n"
           "Cells: headline metric with its bootstrap 95% CI. Pairwise tasks: accuracy (ground-truth "
-          "ties and predicted ties count 0.5); rated tasks: clip-level Spearman. 'mean' is the plain "
-          "mean over tasks.\n\n" + to_markdown(wide, metrics))
+          "ties and predicted ties count 0.5); rated tasks: clip-level Spearman. The last row is each "
+          "model's plain mean over the tasks it was run on.\n\n" + to_markdown(wide))
     paths = {"md": out / "leaderboard.md", "html": out / "leaderboard.html", "csv": out / "leaderboard.csv",
              "png": out / "leaderboard.png"}
     atomic_write_text(paths["md"], md)
@@ -158,7 +160,7 @@ def write_leaderboard(runs: Sequence[str | Path], out_dir: str | Path) -> dict[s
     rep = HtmlReport("musicjudge reward benchmark leaderboard", f"{df['model'].nunique()} models, {df['task'].nunique()} tasks")
     rep.add_text("How to read", "Each cell is the task's headline metric with its bootstrap 95% confidence interval. "
                  "Pairwise tasks report accuracy (ground-truth ties and predicted ties count 0.5); rated tasks "
-                 "report clip-level Spearman correlation. Models are ordered by their mean over tasks.")
+                 "report clip-level Spearman correlation. Models (columns) are ordered by their mean over tasks (last row).")
     rep.add_table("Leaderboard", wide, max_rows=1000)
     plot_leaderboard(df, paths["png"])
     rep.add_figure("Headline metric per task", paths["png"], caption="Bars: headline metric; whiskers: bootstrap 95% CI; dashed: chance accuracy.")
