@@ -59,12 +59,14 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: checkpoint, metrics.csv, learning_curve.png."),
     val: Optional[Path] = typer.Option(None, "--val", help="Validation pairs (default: --val-fraction of --pairs)."),
     test: Optional[Path] = typer.Option(None, "--test", help="Held-out pairs evaluated at the end (and by --subsample)."),
-    val_fraction: float = typer.Option(0.1, help="Share of --pairs kept for validation when --val is not given."),
+    val_fraction: float = typer.Option(0.1, help="Share of --pairs (of its pieces, when pairs name one in metadata) kept for validation when --val is not given."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint (stage 2 fine-tuning)."),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing of the pairwise targets (e.g. 0.1 for pseudo-labels)."),
     epochs: int = typer.Option(60, help="Maximum epochs."),
     batch_size: int = typer.Option(64, help="Pairs per step."),
     lr: float = typer.Option(1e-3, help="AdamW learning rate."),
+    weight_decay: float = typer.Option(1e-2, help="AdamW weight decay."),
+    dropout: float = typer.Option(0.1, help="Dropout inside the fusion transformer."),
     patience: int = typer.Option(10, help="Stop after this many epochs without validation improvement."),
     seed: int = typer.Option(0, help="Seed (data order, dropout, subsampling)."),
     d_model: int = typer.Option(128, help="Width of the fusion head."),
@@ -80,6 +82,7 @@ def train_cmd(
     window_seconds: float = typer.Option(10.0, help="Window length for --audio-mode windows."),
     subsample: Optional[str] = typer.Option(None, help="Data-size sweep: comma-separated fractions of --pairs (needs --test)."),
     device: Optional[str] = typer.Option(None, help="Torch device for the encoders."),
+    threads: Optional[int] = typer.Option(None, help="Torch CPU threads (1 avoids thrashing on a busy machine)."),
 ) -> None:
     """Train a fusion reward model with a pairwise Bradley-Terry loss (resumable)."""
     import numpy as np
@@ -97,6 +100,10 @@ def train_cmd(
         train_reward_model,
     )
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
     if init is not None:
         enc_cfg = load_checkpoint(init)[0]["encoder"]
     else:
@@ -108,18 +115,24 @@ def train_cmd(
     else:
         if not 0 < val_fraction < 1:
             raise ConfigError(f"--val-fraction {val_fraction}: must be in (0, 1) (or pass --val)")
-        order = np.random.default_rng(seed).permutation(len(train_pairs))
-        n_val = max(1, int(round(val_fraction * len(train_pairs))))
-        val_pairs = [train_pairs[i] for i in sorted(order[:n_val])]
-        train_pairs = [train_pairs[i] for i in sorted(order[n_val:])]
+        # Hold out whole groups (metadata "piece" when pairs have it, e.g. built-in pairs), so
+        # validation never sees a piece seen in training and early stopping measures generalisation.
+        groups = sorted({str(p.metadata.get("piece", p.id)) for p in train_pairs})
+        order = np.random.default_rng(seed).permutation(len(groups))
+        n_val = max(1, int(round(val_fraction * len(groups))))
+        val_groups = {groups[i] for i in order[:n_val]}
+        val_pairs = [p for p in train_pairs if str(p.metadata.get("piece", p.id)) in val_groups]
+        train_pairs = [p for p in train_pairs if str(p.metadata.get("piece", p.id)) not in val_groups]
+        if not train_pairs:
+            raise ConfigError(f"{pairs}: nothing left to train on after holding out validation pieces; lower --val-fraction or pass --val")
     typer.echo(f"embedding {len(train_pairs)} train / {len(val_pairs)} validation pairs with {enc_cfg['backbone']}")
     train_arrays = embed_pairs(encoder, train_pairs)
     val_arrays = embed_pairs(encoder, val_pairs)
     for name, arrays in (("train", train_arrays), ("validation", val_arrays)):
         if arrays.skipped:
             typer.echo(f"skipped {len(arrays.skipped)} {name} pairs with unreadable audio (listed in train_summary.json)")
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, patience=patience,
-                         seed=seed, d_model=d_model, n_layers=layers, drop_text=drop_text, drop_lyrics=drop_lyrics, drop_ref=drop_ref)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                         patience=patience, seed=seed, d_model=d_model, dropout=dropout, n_layers=layers, drop_text=drop_text, drop_lyrics=drop_lyrics, drop_ref=drop_ref)
     fractions = _fractions(subsample)
     test_arrays = embed_pairs(encoder, read_pairs(test, require_label=True)) if test is not None else None
     if fractions is not None and (len(fractions) > 1 or fractions[0] < 1.0):

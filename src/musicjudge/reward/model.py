@@ -57,6 +57,7 @@ class HeadConfig:
 
 def _build_head_class():
     import torch
+    import torch.nn.functional as F
     from torch import nn
 
     class FusionHead(nn.Module):
@@ -79,13 +80,30 @@ def _build_head_class():
             self.match = nn.ModuleList([nn.Linear(d, d, bias=False) for _ in range(3)])
             self.musicality_out = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1))
             self.alignment_out = nn.Sequential(nn.LayerNorm(4 * d), nn.Linear(4 * d, d), nn.GELU(), nn.Linear(d, 1))
+            # Linear matching in the standardised audio-feature space: cos(text -> expected features,
+            # clip) and cos(reference, clip). Cheap, hard to overfit, and warm-started from a ridge
+            # fit (see set_text_map), so the head starts where the cosine baseline ends.
+            self.text_to_audio = nn.Linear(cfg.text_dim, cfg.audio_dim, bias=False)
+            self.ref_to_audio = nn.Linear(cfg.audio_dim, cfg.audio_dim, bias=False)
+            with torch.no_grad():
+                self.ref_to_audio.weight.copy_(torch.eye(cfg.audio_dim))
+            self.match_scale = nn.Parameter(torch.tensor([2.0, 2.0]))
 
         def set_feature_stats(self, audio: "torch.Tensor") -> None:
             self.audio_mean.copy_(audio.mean(0))
             self.audio_std.copy_(audio.std(0).clamp_min(1e-4))
 
+        def set_text_map(self, text: "torch.Tensor", audio: "torch.Tensor", ridge: float = 1.0) -> None:
+            """Closed-form ridge map text -> standardised features of clips that match the text."""
+            z = self.standardise(audio)
+            gram = text.T @ text + ridge * torch.eye(text.shape[1], dtype=text.dtype)
+            self.text_to_audio.weight.copy_(torch.linalg.solve(gram, text.T @ z).T)
+
+        def standardise(self, audio: "torch.Tensor") -> "torch.Tensor":
+            return (audio - self.audio_mean) / self.audio_std
+
         def embed_audio(self, audio: "torch.Tensor") -> "torch.Tensor":
-            return self.audio_proj((audio - self.audio_mean) / self.audio_std)
+            return self.audio_proj(self.standardise(audio))
 
         def forward(self, audio, text, text_present, lyrics, lyrics_present, ref, ref_present):
             """audio/ref [B, Da], text/lyrics [B, Dt], *_present bool [B] -> [B, 2] (musicality, alignment)."""
@@ -103,6 +121,10 @@ def _build_head_class():
             musicality = self.musicality_out(torch.cat([hidden[:, 0], clip], -1))
             products = [self.match[k](clip) * conds[k] / math.sqrt(self.cfg.d_model) for k in range(3)]
             alignment = self.alignment_out(torch.cat([hidden[:, 1], *products], -1))
+            z = self.standardise(audio)
+            cos_text = F.cosine_similarity(self.text_to_audio(text), z, dim=-1, eps=1e-6) * text_present
+            cos_ref = F.cosine_similarity(self.ref_to_audio(self.standardise(ref)), z, dim=-1, eps=1e-6) * ref_present
+            alignment = alignment + (self.match_scale[0] * cos_text + self.match_scale[1] * cos_ref)[:, None]
             return torch.cat([musicality, alignment], -1)
 
     return FusionHead

@@ -290,6 +290,13 @@ def train_reward_model(
                                     drop_lyrics=config.drop_lyrics, drop_ref=config.drop_ref))
         with torch.no_grad():
             head.set_feature_stats(torch.from_numpy(np.concatenate([train.audio_a, train.audio_b])))
+            # warm start of the linear text->features map on the preferred clip of each pair
+            # (it matches the text in alignment pairs and is the clean rendering in musicality ones)
+            better_a = (train.targets * train.mask).sum(1) > (0.5 * train.mask.sum(1))
+            decided = np.any(train.mask & (train.targets != 0.5), axis=1) & train.present[:, 0]
+            if decided.sum() >= 2:
+                better = np.where(better_a[:, None], train.audio_a, train.audio_b)[decided]
+                head.set_text_map(torch.from_numpy(train.text[decided]), torch.from_numpy(better))
     n_params = count_parameters(head)
     log(f"reward head: {n_params:,} trainable parameters; {len(train)} train / {len(val)} validation pairs")
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
