@@ -12,6 +12,7 @@ def demo(
     out: Path = typer.Option(Path("musicjudge-demo"), "--out", "-o", help="Output folder (data sets, probe run, report.html)."),
     quick: bool = typer.Option(False, "--quick", help="Reduced run (a few short clips) for smoke tests, about a minute."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML overriding the demo settings (see configs/demo.yaml)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (the built-in LM is small; 1 is fastest on a busy machine)."),
 ) -> None:
     """Build or reuse the built-in corpus and the TrainingSet / Generated / OOD data sets, run the
     noise-injection and shuffle probe with the built-in LM, and write an HTML report.
@@ -21,7 +22,7 @@ def demo(
     from musicjudge.data.demo import run_demo
 
     t0 = time.perf_counter()
-    report = run_demo(out, quick=quick, config_path=config, log=typer.echo)
+    report = run_demo(out, quick=quick, config_path=config, threads=threads, log=typer.echo)
     typer.echo(f"report: {report.resolve()}  ({time.perf_counter() - t0:.0f} s)")
 
 

@@ -142,7 +142,7 @@ def build_ood_set(corpus_manifest: str | Path, out_dir: str | Path, n: int = 20,
 
 def build_generated_set(out_dir: str | Path, lm: Any = None, per_k: int = 2, topks: Sequence[int] = TOPK_SWEEP,
                         clip_s: float = 15.0, seed: int = 0, temperature: float = 1.0, griffin_lim_iters: int = 32,
-                        progress: bool = True) -> Path:
+                        sample_batch: int = 16, progress: bool = True) -> Path:
     """``per_k`` samples of ``clip_s`` seconds at each top-k from the built-in LM (or any object
     with ``sample``/``decode``/``codebook_size``/``frame_rate``/``sample_rate``)."""
     from tqdm import tqdm
@@ -157,23 +157,31 @@ def build_generated_set(out_dir: str | Path, lm: Any = None, per_k: int = 2, top
     manifest = out / "manifest.jsonl"
     done = _done_ids(manifest)
     frames = int(round(clip_s * lm.frame_rate))
-    for k in tqdm(list(topks), desc="Generated (top-k)", disable=not progress):
-        ids = [f"gen_topk{k:03d}_{i:03d}" for i in range(per_k)]
+    # All (top-k, index) items in fixed chunks, each sampled in ONE generate call with per-item
+    # top-k and its own seed: the result does not depend on which chunks an earlier run finished.
+    items = [(k, i) for k in topks for i in range(per_k)]
+    chunks = [items[j : j + sample_batch] for j in range(0, len(items), sample_batch)]
+    bar = tqdm(total=len(items), desc="Generated (top-k sweep)", disable=not progress)
+    for c, chunk in enumerate(chunks):
+        ids = [f"gen_topk{k:03d}_{i:03d}" for k, i in chunk]
         if all(i in done for i in ids):
+            bar.update(len(chunk))
             continue
-        batch_seed = seed * 100003 + k
-        codes = lm.sample(frames, top_k=k, seed=batch_seed, batch_size=per_k)
-        for i, clip_id in enumerate(ids):
+        chunk_seed = seed * 100003 + c
+        codes = lm.sample(frames, top_k=[k for k, _ in chunk], temperature=temperature, seed=chunk_seed,
+                          batch_size=len(chunk))
+        for j, ((k, i), clip_id) in enumerate(zip(chunk, ids)):
+            bar.update(1)
             if clip_id in done:
                 continue
-            wave = lm.decode(codes[i], n_iter=griffin_lim_iters, seed=batch_seed + i)
+            wave = lm.decode(codes[j], n_iter=griffin_lim_iters, seed=chunk_seed + j)
             path = _write_clip(out, clip_id, wave, lm.sample_rate)
-            eff_k = min(k, lm.codebook_size)
             append_jsonl(manifest, _row(clip_id, path, f"unconditional sample of the built-in music LM (top-k {k})",
                                         wave.size / lm.sample_rate,
-                                        {"dataset": "Generated", "top_k": k, "effective_top_k": eff_k,
-                                         "temperature": temperature, "seed": batch_seed, "index": i,
+                                        {"dataset": "Generated", "top_k": k, "effective_top_k": min(k, lm.codebook_size),
+                                         "temperature": temperature, "seed": chunk_seed, "batch_index": j, "index": i,
                                          "model": getattr(lm, "name", "builtin")}))
+    bar.close()
     return manifest
 
 

@@ -62,8 +62,17 @@ def demo_settings(quick: bool = False, config_path: str | Path | None = None) ->
 
 
 def run_demo(out_dir: str | Path, *, quick: bool = False, config_path: str | Path | None = None,
-             progress: bool = True, log: Callable[[str], None] = print) -> Path:
-    """Run the demo into ``out_dir`` and return the report path (``out_dir/report.html``)."""
+             threads: int | None = 1, progress: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Run the demo into ``out_dir`` and return the report path (``out_dir/report.html``).
+
+    ``threads``: torch CPU threads (default 1: the built-in LM's matrices are small, and on a busy
+    machine extra threads mostly wait on each other); None keeps torch's default."""
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads={threads}: must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
     from musicjudge.data.corpus import build_corpus
     from musicjudge.data.datasets import build_datasets
     from musicjudge.lm.builtin import load_builtin_lm

@@ -113,10 +113,10 @@ class BuiltinLM(DelayPatternLM):
         return self.hidden_states(self.encode(wave)).mean(0).numpy().astype(np.float32)
 
     # ----------------------------------------------------------------- sampling
-    def sample(self, num_frames: int, *, top_k: int | None = 250, temperature: float = 1.0, seed: int = 0,
-               batch_size: int = 1):
+    def sample(self, num_frames: int, *, top_k: "int | Sequence[int | None] | None" = 250, temperature: float = 1.0,
+               seed: int = 0, batch_size: int = 1):
         """Sample ``batch_size`` code sequences ``[B, K, num_frames]`` (unconditional; MusicGen's
-        ``generate`` applies the delay pattern and reverts it)."""
+        ``generate`` applies the delay pattern and reverts it). ``top_k``: one value or one per sample."""
         return sample_codes(self.decoder, num_frames, top_k=top_k, temperature=temperature, seed=seed,
                             batch_size=batch_size)
 
@@ -128,35 +128,75 @@ class BuiltinLM(DelayPatternLM):
         return [self.decode(c, n_iter=griffin_lim_iters, seed=seed + i) for i, c in enumerate(codes)]
 
 
-def sample_codes(decoder: Any, num_frames: int, *, top_k: int | None = 250, temperature: float = 1.0, seed: int = 0,
-                 batch_size: int = 1):
-    """Top-k / temperature sampling from an unconditional ``MusicgenForCausalLM`` -> ``[B, K, T]``."""
+def sample_codes(decoder: Any, num_frames: int, *, top_k: "int | Sequence[int | None] | None" = 250,
+                 temperature: float = 1.0, seed: int = 0, batch_size: int = 1):
+    """Top-k / temperature sampling from an unconditional ``MusicgenForCausalLM`` -> ``[B, K, T]``.
+
+    ``top_k`` may be one value or one per batch item (a whole top-k sweep in one ``generate`` call,
+    which on CPU costs about the same as a single sample); ``None`` or >= vocab = no truncation."""
     import torch
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
 
     if num_frames < 1:
         raise ConfigError(f"num_frames={num_frames}: must be at least 1")
     if temperature <= 0:
         raise ConfigError(f"temperature={temperature}: must be > 0")
-    if top_k is not None and top_k < 1:
+    ks = list(top_k) if isinstance(top_k, (list, tuple)) else [top_k] * batch_size
+    if len(ks) != batch_size:
+        raise ConfigError(f"top_k has {len(ks)} values for batch_size={batch_size}; give one per sample")
+    if any(k is not None and k < 1 for k in ks):
         raise ConfigError(f"top_k={top_k}: must be >= 1 (or None for no top-k)")
     cfg = decoder.config
     k = cfg.num_codebooks
+    vocab = int(cfg.vocab_size)
     bos = int(cfg.bos_token_id)
     start = torch.full((batch_size * k, 1), bos, dtype=torch.long, device=decoder.device)
+    row_k = torch.tensor([min(x or vocab, vocab) for x in ks for _ in range(k)], device=decoder.device)
     torch.manual_seed(seed)
-    with torch.inference_mode():
+    threads = torch.get_num_threads()
+    # Each step multiplies tiny matrices: extra threads only add synchronisation (10x slower on a
+    # busy 2-core machine), so sample single-threaded.
+    torch.set_num_threads(1)
+    with _restore_threads(threads), torch.inference_mode():
         gen = GenerationConfig(
-            do_sample=True, top_k=min(top_k, cfg.vocab_size) if top_k else 0, temperature=float(temperature),
+            do_sample=True, top_k=0, temperature=float(temperature),
             max_length=max(num_frames, k) + k - 1, pad_token_id=bos, bos_token_id=bos, decoder_start_token_id=bos,
             num_return_sequences=1, num_beams=1, use_cache=True,
         )
-        out = decoder.generate(input_ids=start, generation_config=gen)
+        out = decoder.generate(input_ids=start, generation_config=gen,
+                               logits_processor=LogitsProcessorList([_RowTopK(row_k)]))
     # generate() reverts the delay pattern; its output has max_length - K + 1 frames
     codes = out.reshape(batch_size, k, -1)[..., :num_frames]
-    if codes.shape[-1] != num_frames or int(codes.max()) >= cfg.vocab_size:
+    if codes.shape[-1] != num_frames or int(codes.max()) >= vocab:
         raise RuntimeError(f"sampling returned codes of shape {tuple(codes.shape)}; expected [{batch_size}, {k}, {num_frames}]")
     return codes.cpu()
+
+
+class _restore_threads:
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.n)
+        return False
+
+
+class _RowTopK:
+    """Logits processor: keep the ``k[r]`` largest logits of row ``r`` (rows = batch x codebook)."""
+
+    def __init__(self, row_k):
+        self.row_k = row_k
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        kth = torch.sort(scores, dim=-1, descending=True).values.gather(-1, (self.row_k - 1)[:, None])
+        return scores.masked_fill(scores < kth, float("-inf"))
 
 
 def load_decoder(directory: str | Path):
