@@ -79,6 +79,10 @@ def test_sampling_is_seeded_and_decodes(lm):
     b = lm.sample(30, top_k=50, seed=3, batch_size=2)
     c = lm.sample(30, top_k=50, seed=4, batch_size=2)
     assert a.shape == (2, 4, 30) and torch.equal(a, b) and not torch.equal(a, c)
+    # per-item top-k in one call: top-k 1 is greedy (seed-independent), top-k 256 is not
+    g0 = lm.sample(30, top_k=[1, 256], seed=0, batch_size=2)
+    g1 = lm.sample(30, top_k=[1, 256], seed=1, batch_size=2)
+    assert torch.equal(g0[0], g1[0]) and not torch.equal(g0[1], g1[1])
     audio = lm.decode(a[0], n_iter=4)
     assert audio.shape == (30 * 640,) and np.isfinite(audio).all()
     with pytest.raises(ConfigError):
