@@ -27,10 +27,15 @@ def main(out_dir: str, model_dir: str, audio_dir: str, shard: str | None = None)
 
     from musicjudge.distributed import current_process, run_probe_parallel, shutdown
 
+    import time
+
     torch.set_num_threads(1)
     proc = current_process(shard, cpu=True)
+    cpu0 = time.process_time()
     _, merged = run_probe_parallel(probe_config(model_dir, audio_dir), out_dir, shard=shard, progress=False)
-    print(f"rank={proc.rank} world={proc.world_size} launcher={proc.launcher} consolidated={merged}", flush=True)
+    cpu_s = time.process_time() - cpu0
+    print(f"rank={proc.rank} world={proc.world_size} launcher={proc.launcher} consolidated={merged} cpu_s={cpu_s:.2f}",
+          flush=True)
     shutdown()
 
 
