@@ -34,16 +34,19 @@ FIGURES = {
 
 
 def _pick_examples(results: pd.DataFrame, max_models: int = 3) -> pd.DataFrame:
-    """Result rows to draw as example curves: per model (up to ``max_models``), the first clip
-    of its first data set, its longest and a middle noise length (first colour, onset, seed)."""
+    """Result rows to draw as example curves: per model (up to ``max_models``), a typical clip
+    of its first data set (the one with the median D at the longest noise length), its longest
+    and a middle noise length (first colour, earliest onset, first seed)."""
     noise = results[results["kind"] == "noise"]
     picks = []
     for model in sorted(noise["model"].unique())[:max_models]:
         sub = noise[noise["model"] == model]
         first = sub.sort_values(["dataset", "clip_id"]).iloc[0]
-        sub = sub[(sub["dataset"] == first["dataset"]) & (sub["clip_id"] == first["clip_id"])
-                  & (sub["colour"] == first["colour"]) & (sub["onset_frame"] == sub["onset_frame"].min())
-                  & (sub["seed"] == sub["seed"].min())]
+        sub = sub[(sub["dataset"] == first["dataset"]) & (sub["colour"] == first["colour"])
+                  & (sub["onset_frame"] == sub["onset_frame"].min()) & (sub["seed"] == sub["seed"].min())]
+        longest = sub[sub["length_frames"] == sub["length_frames"].max()].sort_values(["D", "clip_id"])
+        typical = longest.iloc[(len(longest) - 1) // 2]["clip_id"]
+        sub = sub[sub["clip_id"] == typical]
         lengths = sorted(sub["length_frames"].unique())
         chosen = {lengths[-1], lengths[len(lengths) // 2]} if lengths else set()
         picks.append(sub[sub["length_frames"].isin(chosen)].drop_duplicates(["length_frames"]))
