@@ -52,3 +52,14 @@ def trained(synthetic, tmp_path_factory):
     result = train_reward_model(synthetic["encoder"], synthetic["arrays"]["train"], synthetic["arrays"]["val"], out, config,
                                 progress=False, log=lambda *_: None)
     return {"dir": out, "result": result, "config": config}
+
+
+@pytest.fixture(scope="session")
+def mini_pairs(tmp_path_factory, reward_cache):
+    """12 built-in pairs rendered from the 4-piece corpus fixture (8 s clips at 16 kHz)."""
+    from musicjudge.reward.builtin_pairs import build_builtin_pairs
+
+    out = tmp_path_factory.mktemp("builtin-pairs")
+    corpus = Path(__file__).parent / "fixtures" / "corpus_mini.jsonl"
+    manifest = build_builtin_pairs(out, "train", 12, seed=1, clip_s=8.0, sample_rate=16000, corpus_manifest=corpus, progress=False)
+    return {"manifest": manifest, "out": out, "corpus": corpus}

@@ -16,9 +16,8 @@ from musicjudge.reward.data import INSTRUCTION_KINDS, read_pairs
 CORPUS = Path(__file__).parent / "fixtures" / "corpus_mini.jsonl"
 
 
-def test_build_pairs_schema_balance_and_cache(tmp_path):
-    out = tmp_path / "pairs"
-    manifest = build_builtin_pairs(out, "train", 12, seed=1, clip_s=4.0, sample_rate=16000, corpus_manifest=CORPUS, progress=False)
+def test_build_pairs_schema_balance_and_cache(mini_pairs):
+    out, manifest = mini_pairs["out"], mini_pairs["manifest"]
     pairs = read_pairs(manifest, require_label=True)
     assert len(pairs) == 12
     assert Counter(p.instruction.kind for p in pairs) == {k: 3 for k in INSTRUCTION_KINDS}
@@ -36,10 +35,10 @@ def test_build_pairs_schema_balance_and_cache(tmp_path):
     assert Counter(p.preference[p.metadata["dimension"]] for p in pairs)["A"] not in (0, 12)  # order is random
     # cached: the same call returns the manifest without rendering; other settings are refused
     mtime = manifest.stat().st_mtime_ns
-    assert build_builtin_pairs(out, "train", 12, seed=1, clip_s=4.0, sample_rate=16000, corpus_manifest=CORPUS, progress=False) == manifest
+    assert build_builtin_pairs(out, "train", 12, seed=1, clip_s=8.0, sample_rate=16000, corpus_manifest=CORPUS, progress=False) == manifest
     assert manifest.stat().st_mtime_ns == mtime
     with pytest.raises(ConfigError, match="another --out"):
-        build_builtin_pairs(out, "train", 13, seed=1, clip_s=4.0, sample_rate=16000, corpus_manifest=CORPUS, progress=False)
+        build_builtin_pairs(out, "train", 13, seed=1, clip_s=8.0, sample_rate=16000, corpus_manifest=CORPUS, progress=False)
 
 
 def test_midi_edits_change_what_they_claim():
