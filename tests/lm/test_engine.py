@@ -62,11 +62,13 @@ def test_code_level_changes_in_higher_codebooks(tiny_lm):
     changed_hi[3, 30] = (changed_hi[3, 30] + 1) % tiny_lm.codebook_size
     changed_lo = codes.clone()
     changed_lo[0, 31:35] = (changed_lo[0, 31:35] + 5) % tiny_lm.codebook_size
+    changed_last = codes.clone()  # only the very last target changes: nothing to decode anew
+    changed_last[3, -1] = (changed_last[3, -1] + 1) % tiny_lm.codebook_size
     stats: dict = {}
-    _, results = score_code_perturbations(tiny_lm, codes, [changed_hi, changed_lo], stats=stats)
+    _, results = score_code_perturbations(tiny_lm, codes, [changed_hi, changed_lo, changed_last], stats=stats)
     assert stats["spans"][0].first_position == 30 + 3 + 1
     assert stats["spans"][1].first_position == 31 + 0 + 1
-    reference = tiny_lm.token_nll_batch([changed_hi, changed_lo])
+    reference = tiny_lm.token_nll_batch([changed_hi, changed_lo, changed_last])
     for got, want in zip(results, reference):
         assert (got.nll - want.nll).abs().max().item() <= 1e-4
 

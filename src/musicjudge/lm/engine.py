@@ -141,7 +141,10 @@ def score_code_perturbations(
                 start = span.first_position
                 computed += span.stop_position - start
                 # position start-1 depends only on the shared prefix: take the original's state
-                hidden = torch.cat([hidden0[0, start - 1 : start], parts[i]], dim=0)[None]
+                hidden = hidden0[0, start - 1 : start]
+                if parts[i] is not None:
+                    hidden = torch.cat([hidden, parts[i]], dim=0)
+                hidden = hidden[None]
                 nll = heads_nll(decoder, hidden, codes[i][None], position_offset=start - 1)[0][0].cpu()
                 values = torch.where(position_of < start - 1, nll0, nll)
                 if horizon is None:
@@ -212,7 +215,8 @@ def _sweep(decoder, prefix_kv, seqs, spans, states, states_mask, chunk_size):
         kv = [(layer.keys, layer.values) for layer in out.cache.self_attention_cache.layers]
         for r, i in enumerate(rows):
             parts[i].append(out.last_hidden_state[r])
-    return {i: torch.cat(p, dim=0) for i, p in parts.items()}
+    # a clip whose only change is the very last target has nothing to decode beyond the prefix
+    return {i: torch.cat(p, dim=0) if p else None for i, p in parts.items()}
 
 
 def _self_attention_cache(kv):
