@@ -26,12 +26,17 @@ def test_build_pairs_schema_balance_and_cache(mini_pairs):
         dim = p.metadata["dimension"]
         assert set(p.preference) == {dim} and p.preference[dim] in ("A", "B")
         better = p.audio_a if p.preference[dim] == "A" else p.audio_b
-        assert "audio/clean/" in better and "/variant/" in (p.audio_b if better == p.audio_a else p.audio_a)
+        worse = p.audio_b if better == p.audio_a else p.audio_a
+        if p.metadata["converse"]:  # the text describes the altered clip
+            assert dim == "alignment" and "/variant/" in better and "audio/clean/" in worse and "ref" not in p.instruction.kind
+        else:
+            assert "audio/clean/" in better and "/variant/" in worse
         if "lyrics" in p.instruction.kind:
             assert p.metadata["collection"] == "bach-chorales"  # only the chorales carry lyrics
         if "ref" in p.instruction.kind:
             assert Path(p.instruction.ref_audio).exists() and p.instruction.ref_audio not in (p.audio_a, p.audio_b)
     assert {p.metadata["dimension"] for p in pairs} == {"musicality", "alignment"}
+    assert any(p.metadata["converse"] for p in pairs)
     assert Counter(p.preference[p.metadata["dimension"]] for p in pairs)["A"] not in (0, 12)  # order is random
     # cached: the same call returns the manifest without rendering; other settings are refused
     mtime = manifest.stat().st_mtime_ns

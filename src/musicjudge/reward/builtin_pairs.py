@@ -11,7 +11,9 @@ Alignment pairs: audio that matches the instruction vs. audio with one mismatche
   instrument and tempo), ``reference`` (only with a reference clip: another piece than the
   reference's).
 Instructions come in four kinds, balanced: text, text+lyrics (chorale lyrics), text+ref, and all
-three. The reference clip is the next excerpt of the same piece (or, for short pieces, another
+three. Half of the alignment pairs without a reference are "converse": the text describes the
+altered clip (e.g. the other instrument), which is then the better one, so "the unaltered
+rendering wins" is no shortcut. The reference clip is the next excerpt of the same piece (or, for short pieces, another
 piece of the same collection rendered the same way). Each pair is labelled only in the dimension
 it tests; A/B order is random.
 
@@ -227,9 +229,10 @@ class PairPlan:
     severity: float
     template: int
     flip: bool  # True: the better clip is B
+    converse: bool = False  # alignment only: the instruction describes the variant, which is then the better clip
 
 
-def _plan(rows: list[dict], n: int, seed: int) -> list[PairPlan]:
+def _plan(rows: list[dict], n: int, seed: int, converse: bool = True) -> list[PairPlan]:
     rng = np.random.default_rng(seed)
     with_lyrics = [r for r in rows if r.get("lyrics")]
     kinds = [k for k in INSTRUCTION_KINDS if "lyrics" not in k or with_lyrics]
@@ -255,8 +258,14 @@ def _plan(rows: list[dict], n: int, seed: int) -> list[PairPlan]:
         if pair_type in ("style", "reference"):
             others = [r for r in rows if r.get("collection") != row.get("collection")] or [r for r in rows if r["id"] != row["id"]]
             other = others[int(rng.integers(len(others)))]["id"] if others else None
-        plans.append(PairPlan(i, row["id"], dimension, kind, pair_type, other, float(rng.uniform(0.5, 1.0)),
-                              int(rng.integers(len(_TEMPLATES))), bool(rng.integers(2))))
+        plan = PairPlan(i, row["id"], dimension, kind, pair_type, other, float(rng.uniform(0.5, 1.0)),
+                        int(rng.integers(len(_TEMPLATES))), bool(rng.integers(2)))
+        # Half of the text-only-condition alignment pairs are "converse": the text describes the
+        # altered clip. Without them "the unaltered rendering wins" would be a shortcut that never
+        # reads the instruction. (Own generator: the other draws stay as in version 1.)
+        if converse and dimension == "alignment" and "ref" not in kind and pair_type != "reference":
+            plan.converse = bool(np.random.default_rng([seed, 7, i]).integers(2))
+        plans.append(plan)
     return plans
 
 
@@ -340,45 +349,65 @@ class _Renderer:
         return self.write(rel, self.render(self.midi(other, row["instrument"], factor)))
 
 
-def _variant(renderer: _Renderer, plan: PairPlan, rng: np.random.Generator) -> tuple[str, str]:
-    """(path of the worse clip, system name) for one plan."""
+_KEY_NAMES = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B")
+
+
+def _variant(renderer: _Renderer, plan: PairPlan, rng: np.random.Generator) -> tuple[str, str, dict[str, Any]]:
+    """(path of the worse clip, system name, attributes the clip really has where they differ
+    from the piece's). Rendering is skipped when the file exists (resumed or re-labelled builds);
+    the random choices are drawn first, so they are the same either way."""
     from musicjudge.data.corpus import ENSEMBLES
 
     row = renderer.rows[plan.piece]
-    pm = renderer.midi(plan.piece)
     t = plan.pair_type
+    rel = f"audio/variant/{plan.index:06d}_{t}.flac"
+    exists = (renderer.out_dir / rel).exists()
+    pm = (lambda: renderer.midi(plan.piece))  # noqa: E731 - parsed only when rendering is needed
+    attrs: dict[str, Any] = {}
+    make = None
     if t == "wrong_notes":
-        wave = renderer.render(wrong_notes(pm, rng, plan.severity))
+        make = lambda: renderer.render(wrong_notes(pm(), rng, plan.severity))  # noqa: E731
     elif t == "timing_jitter":
-        wave = renderer.render(timing_jitter(pm, rng, plan.severity))
+        make = lambda: renderer.render(timing_jitter(pm(), rng, plan.severity))  # noqa: E731
     elif t == "shuffled_bars":
-        wave = renderer.render(shuffled_bars(pm, rng, renderer.bar_seconds(plan.piece), renderer.clip_s))
+        make = lambda: renderer.render(shuffled_bars(pm(), rng, renderer.bar_seconds(plan.piece), renderer.clip_s))  # noqa: E731
     elif t == "codec":
-        wave = codec_artifacts(renderer.render(pm), renderer.sr, rng, plan.severity)
+        make = lambda: codec_artifacts(renderer.render(pm()), renderer.sr, rng, plan.severity)  # noqa: E731
     elif t == "noise":
-        wave = add_noise(renderer.render(pm), rng, plan.severity)
+        make = lambda: add_noise(renderer.render(pm()), rng, plan.severity)  # noqa: E731
     elif t == "instrument":
         choices = sorted(e for e, progs in ENSEMBLES.items() if e not in (row["instrument"], "piano")
                          and not set(progs) & set(ENSEMBLES.get(row["instrument"], [])))
-        wave = renderer.render(set_programs(pm, ENSEMBLES[choices[int(rng.integers(len(choices)))]]))
+        ensemble = choices[int(rng.integers(len(choices)))]
+        attrs = {"instrument": ensemble}
+        make = lambda: renderer.render(set_programs(pm(), ENSEMBLES[ensemble]))  # noqa: E731
     elif t == "tempo":
-        wave = renderer.render(change_tempo(pm, float(rng.choice([0.6, 1.6]))))
+        factor = float(rng.choice([0.6, 1.6]))
+        attrs = {"tempo_bpm": round(float(row["tempo_bpm"]) * factor, 1)}
+        make = lambda: renderer.render(change_tempo(pm(), factor))  # noqa: E731
     elif t == "key":
-        wave = renderer.render(transpose(pm, int(rng.choice([-6, -5, -4, -3, 3, 4, 5, 6]))))
+        shift = int(rng.choice([-6, -5, -4, -3, 3, 4, 5, 6]))
+        tonic = _tonic_pc(row.get("key"))
+        attrs = {"key": _KEY_NAMES[(tonic + shift) % 12]} if tonic is not None else {}
+        make = lambda: renderer.render(transpose(pm(), shift))  # noqa: E731
     elif t == "mode":
-        flipped = flip_mode(pm, row.get("key"), row.get("mode"))
-        if flipped is None:
+        if _tonic_pc(row.get("key")) is None or row.get("mode") not in ("major", "minor"):
             raise ValueError("key/mode unknown")
-        wave = renderer.render(flipped)
+        attrs = {"mode": "minor" if row["mode"] == "major" else "major"}
+        make = lambda: renderer.render(flip_mode(pm(), row.get("key"), row.get("mode")))  # noqa: E731
     elif t in ("style", "reference"):
         if plan.other_piece is None:
             raise ValueError("no other piece")
-        factor = float(row["tempo_bpm"]) / float(renderer.rows[plan.other_piece]["tempo_bpm"])
-        other_pm = renderer.midi(plan.other_piece, row["instrument"] if t == "style" else None, factor if t == "style" else 1.0)
-        wave = renderer.render(other_pm)
+        other = renderer.rows[plan.other_piece]
+        factor = float(row["tempo_bpm"]) / float(other["tempo_bpm"])
+        if t == "style":
+            attrs = {k: other.get(k) for k in ("collection", "composer", "key", "mode")}
+        make = lambda: renderer.render(renderer.midi(plan.other_piece, row["instrument"] if t == "style" else None,  # noqa: E731
+                                                     factor if t == "style" else 1.0))
     else:  # pragma: no cover - plans only use known types
         raise ValueError(f"unknown pair type {t}")
-    return renderer.write(f"audio/variant/{plan.index:06d}_{t}.flac", wave), t
+    path = str(renderer.out_dir / rel) if exists else renderer.write(rel, make())
+    return path, t, attrs
 
 
 def _corpus_rows(corpus_manifest: str | Path | None, split: str, corpus_limit: int | None, clip_s: float) -> list[dict]:
@@ -395,7 +424,7 @@ def _corpus_rows(corpus_manifest: str | Path | None, split: str, corpus_limit: i
 
 def build_builtin_pairs(out_dir: str | Path | None = None, split: str = "train", n: int = 1000, seed: int = 0, *,
                         clip_s: float = 10.0, sample_rate: int = 32000, corpus_manifest: str | Path | None = None,
-                        corpus_limit: int | None = None, progress: bool = True) -> Path:
+                        corpus_limit: int | None = None, converse: bool = True, progress: bool = True) -> Path:
     """Build (or reuse) ``n`` pairs of the built-in world for ``split`` ("train" | "heldout");
     returns the path of the pairs manifest (JSONL in the reward schema)."""
     if split not in SPLITS:
@@ -404,7 +433,7 @@ def build_builtin_pairs(out_dir: str | Path | None = None, split: str = "train",
         raise ConfigError(f"n={n}: must be a positive number of pairs")
     rows = _corpus_rows(corpus_manifest, split, corpus_limit, clip_s)
     config = {"version": BUILTIN_PAIRS_VERSION, "split": SPLITS[split], "n": n, "seed": seed, "clip_s": clip_s,
-              "sample_rate": sample_rate, "pieces": stable_hash([r["id"] for r in rows])}
+              "sample_rate": sample_rate, "pieces": stable_hash([r["id"] for r in rows]), "converse": converse}
     out = Path(out_dir) if out_dir is not None else cache_dir("reward_pairs", f"{SPLITS[split]}-{stable_hash(config)}")
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "pairs.jsonl"
@@ -425,7 +454,7 @@ def build_builtin_pairs(out_dir: str | Path | None = None, split: str = "train",
     failed = {r["id"] for r in read_jsonl(failures)} if failures.exists() else set()
     by_id = {r["id"]: r for r in rows}
     renderer = _Renderer(by_id, out, clip_s, sample_rate)
-    plans = _plan(rows, n, seed)
+    plans = _plan(rows, n, seed, converse)
     todo = [p for p in plans if f"builtin-{SPLITS[split]}-{p.index:06d}" not in done | failed]
     iterator: Any = todo
     if progress and todo:
@@ -438,19 +467,24 @@ def build_builtin_pairs(out_dir: str | Path | None = None, split: str = "train",
         row = by_id[plan.piece]
         try:
             good = renderer.clean(plan.piece)
-            worse, system = _variant(renderer, plan, rng)
+            altered, system, attrs = _variant(renderer, plan, rng)
             ref = renderer.reference(plan.piece, plan.index) if "ref" in plan.kind else None
         except Exception as e:  # noqa: BLE001 - one unrenderable piece must not stop the build
             append_jsonl(failures, {"id": pair_id, "piece": plan.piece, "type": plan.pair_type, "error": f"{type(e).__name__}: {e}"[:300]})
             continue
-        instruction = Instruction(text=describe(row, plan.template), lyrics=row.get("lyrics") if "lyrics" in plan.kind else None, ref_audio=ref)
-        a, b = (worse, good) if plan.flip else (good, worse)
+        converse_pair = plan.converse and bool(attrs)
+        described = {**row, **attrs} if converse_pair else row
+        instruction = Instruction(text=describe(described, plan.template), lyrics=row.get("lyrics") if "lyrics" in plan.kind else None, ref_audio=ref)
+        better, worse = (altered, good) if converse_pair else (good, altered)
+        better_system, worse_system = (system, "clean") if converse_pair else ("clean", system)
+        a, b = (worse, better) if plan.flip else (better, worse)
         pair = PreferencePair(
             id=pair_id, instruction=instruction, audio_a=a, audio_b=b,
             preference={plan.dimension: "B" if plan.flip else "A"}, annotator="builtin-truth", source="musicjudge-builtin",
-            system_a=system if plan.flip else "clean", system_b="clean" if plan.flip else system,
+            system_a=worse_system if plan.flip else better_system, system_b=better_system if plan.flip else worse_system,
             metadata={"piece": plan.piece, "pair_type": plan.pair_type, "dimension": plan.dimension, "severity": round(plan.severity, 3),
-                      "collection": row.get("collection"), "other_piece": plan.other_piece, "split": SPLITS[split]},
+                      "collection": row.get("collection"), "other_piece": plan.other_piece, "split": SPLITS[split],
+                      "converse": converse_pair},
         )
         append_jsonl(partial, pair_to_row(pair, out.resolve()))
     pairs = [pair_from_row(r, root=out.resolve(), where=f"{partial}: row {i}") for i, r in enumerate(read_jsonl(partial), 1)] if partial.exists() else []
