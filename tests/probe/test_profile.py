@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from musicjudge.errors import ConfigError
-from musicjudge.probe.profile import ProfileScoreSpec, clip_profiles, detect_regions, moving_average, region_metrics
+from musicjudge.probe.profile import (
+    ProfileScoreSpec,
+    clip_profiles,
+    detect_regions,
+    fitting_onsets,
+    moving_average,
+    region_metrics,
+)
 
 
 def curve(n=300, peak=(100, 110, 1.0), assim=(110, 150, -0.5), spike=None):
@@ -136,3 +143,10 @@ def test_smooth_rule_is_more_robust_to_frame_noise_than_the_paper_rule():
             hits[rule] += abs(r.peak_end - 120) <= 3
     assert hits["smooth"] >= 0.9 * trials
     assert hits["paper"] <= 0.3 * trials
+
+
+def test_fitting_onsets_keeps_what_fits_and_falls_back_to_one_late_onset():
+    assert fitting_onsets([3.0, 5.0, 7.0], 15.0, 0.2, 1.0) == (3.0, 5.0, 7.0)
+    assert fitting_onsets([3.0, 5.0, 7.0], 6.5, 0.2, 1.0) == (3.0, 5.0)
+    assert fitting_onsets([3.0, 5.0, 7.0], 3.0, 0.2, 1.0) == (1.8,)
+    assert fitting_onsets([3.0], 1.0, 0.2, 1.0) == (0.5,)  # too short: the loader rejects it

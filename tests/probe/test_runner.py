@@ -164,11 +164,11 @@ def test_profile_scores_api(tiny_lm, audio_dir):
     from musicjudge.probe.profile import profile_scores
 
     paths = [audio_dir / "clip0.wav", audio_dir / "corrupt.wav", audio_dir / "clip1.wav"]
-    df = profile_scores(tiny_lm, paths, onsets_s=(1.0, 2.0), lengths_frames=(5, 10), progress=False)
+    df = profile_scores(tiny_lm, paths, onsets_s=(1.0, 2.0, 3.5), lengths_frames=(5, 10), progress=False)
     assert list(df["path"]) == [str(p) for p in paths]
     good = df[df["error"] == ""]
     assert len(good) == 2 and np.isfinite(good["profile_score"]).all() and (good["profile_score"] > 0).all()
-    assert (good["n_short"] == 4).all()
+    assert (good["n_short"] == 4).all()  # 4 s clips: onset 3.5 s does not fit, 2 onsets x 2 lengths do
     assert np.isnan(df.loc[1, "profile_score"]) and "corrupt.wav" in df.loc[1, "error"]
 
 

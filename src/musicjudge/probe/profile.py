@@ -300,6 +300,20 @@ def profile_summary(clips: "pd.DataFrame", seed: int = 0) -> "pd.DataFrame":
     return summarize(clips, ["model", "dataset"], "profile_score", seed=seed)
 
 
+MIN_ONSET_S = 0.5  # leaves pre-onset frames for the baseline (codec look-ahead + delays)
+
+
+def fitting_onsets(onsets_s: Sequence[float], duration_s: float, longest_s: float, min_recovery_s: float) -> tuple[float, ...]:
+    """The onsets whose longest injection plus ``min_recovery_s`` ends inside a clip of
+    ``duration_s``; if none, one onset as late as fits, but not before ``MIN_ONSET_S``
+    (the clip is then rejected as too short by the loader)."""
+    fit = tuple(o for o in onsets_s if o + longest_s + min_recovery_s <= duration_s + 1e-9)
+    if fit:
+        return fit
+    latest = duration_s - longest_s - min_recovery_s
+    return (round(max(MIN_ONSET_S, min(min(onsets_s), latest)), 2),)
+
+
 def profile_scores(
     lm,
     paths: Sequence[str] | Iterable[str],
@@ -314,14 +328,19 @@ def profile_scores(
     seeds: Sequence[int] = (0,),
     condition: str | None = None,
     spec: ProfileScoreSpec | None = None,
+    fit_onsets: bool = True,
+    min_recovery_s: float = 1.0,
     progress: bool = True,
 ) -> "pd.DataFrame":
     """Label-free musicality baseline: the profile score of each audio file under ``lm``.
 
     For each file: load (mono, ``lm.sample_rate``), crop, replace [onset, onset + L) with
     ``colour`` noise at ``level_db`` for every onset x L, score original and perturbed with
-    ``lm`` and apply :func:`clip_profiles`. Bad files do not stop the batch: their row has
-    ``profile_score`` NaN and the reason in ``error``.
+    ``lm`` and apply :func:`clip_profiles`. With ``fit_onsets`` a clip too short for some onsets
+    uses those that fit (noise + ``min_recovery_s`` before its end), or a single onset as late
+    as fits (>= 0.5 s) when none does; ``n_short`` says how many injections were averaged.
+    Bad files do not stop the batch: their row has ``profile_score`` NaN and the reason in
+    ``error``.
 
     Returns one row per path: ``path, profile_score, n_short, orig_loss_mean, orig_loss_std,
     peak_height_mean, error`` (in the order of ``paths``)."""
@@ -330,12 +349,20 @@ def profile_scores(
     from musicjudge.errors import MusicjudgeError
     from musicjudge.probe.runner import ClipScorer, noise_grid
 
+    from musicjudge.audio import audio_info
+
     spec = spec or ProfileScoreSpec()
-    perturbations = noise_grid(
-        colours=[colour], onsets_s=list(onsets_s), lengths_frames=list(lengths_frames),
-        levels_db=[level_db], level_ref=level_ref, frame_rate=lm.frame_rate,
-    )
-    scorer = ClipScorer(lm, perturbations, seeds=list(seeds), condition=condition)
+    scorers: dict[tuple[float, ...], ClipScorer] = {}
+
+    def scorer_for(onsets: tuple[float, ...]) -> ClipScorer:
+        if onsets not in scorers:
+            grid = noise_grid(colours=[colour], onsets_s=list(onsets), lengths_frames=list(lengths_frames),
+                              levels_db=[level_db], level_ref=level_ref, frame_rate=lm.frame_rate)
+            scorers[onsets] = ClipScorer(lm, grid, seeds=list(seeds), condition=condition,
+                                         min_recovery_s=min_recovery_s)
+        return scorers[onsets]
+
+    longest_s = max(lengths_frames) / float(lm.frame_rate)
     rows = []
     paths = [str(p) for p in paths]
     iterator = paths
@@ -345,6 +372,13 @@ def profile_scores(
         iterator = tqdm(paths, desc="profile scores", unit="clip")
     for path in iterator:
         try:
+            onsets = tuple(onsets_s)
+            if fit_onsets:
+                available = audio_info(path).duration - crop_start
+                if crop_duration is not None:
+                    available = min(available, crop_duration)
+                onsets = fitting_onsets(onsets_s, available, longest_s, min_recovery_s)
+            scorer = scorer_for(onsets)
             wave = scorer.load(path, crop_start=crop_start, crop_duration=crop_duration)
             clip_rows, _ = scorer.score(wave, clip_id=path, curves=False)
         except MusicjudgeError as e:
