@@ -35,3 +35,11 @@ def test_pseudo_labels_train_a_reward_model(tmp_path):
     accuracy = float((predicted == truth).mean())
     (tmp_path / "rm" / "heldout.json").write_text(json.dumps({"musicality_accuracy": accuracy}))
     assert accuracy >= 0.75, accuracy  # clean vs noisy tones; chance is 0.5
+    # the trained checkpoint is itself a judge ('reward:CHECKPOINT'), position-free by construction
+    test_manifest = tmp_path / "test" / "pairs.jsonl"
+    r = CliRunner().invoke(cli_app, ["pseudolabel", "label", str(test_manifest), "--judge", f"reward:{tmp_path / 'rm'}",
+                                     "--out", str(tmp_path / "pl_rm")])
+    assert r.exit_code == 0, r.output
+    mus = json.loads((tmp_path / "pl_rm" / "summary.json").read_text())["dimensions"]["musicality"]
+    assert mus["position_bias_rate"] == 0.0 and mus["consistent_share"] == 1.0
+    assert abs(mus["accuracy"]["single_order_accuracy"] - accuracy) < 1e-4  # same scores, same verdicts (summary rounds to 4 places)
