@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 
 @pytest.fixture(scope="session")
 def tiny_musicgen_dir(tmp_path_factory):
     from musicjudge.lm.musicgen import build_tiny_musicgen
 
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("tiny_musicgen")
     build_tiny_musicgen(out, seed=0)
     return out
