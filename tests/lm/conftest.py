@@ -37,3 +37,13 @@ def inject_noise(wave: np.ndarray, onset_s: float, length_s: float, sr: int = 32
     a, b = int(onset_s * sr), int((onset_s + length_s) * sr)
     out[a:b] = 0.3 * rng.standard_normal(b - a)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_stereo_lm(tmp_path_factory):
+    """Stereo variant (8 interleaved codebooks, left/right pairs share a delay)."""
+    from musicjudge.lm.musicgen import MusicGenLM, build_tiny_musicgen
+
+    out = tmp_path_factory.mktemp("tiny_musicgen_stereo")
+    build_tiny_musicgen(out, seed=1, audio_channels=2)
+    return MusicGenLM.from_pretrained(str(out), device="cpu")

@@ -105,3 +105,11 @@ def test_batched_sweep_with_chunks_equals_full_forward(tiny_lm):
     for got, want in zip(results, reference):
         assert (got.nll[got.mask] - want.nll[got.mask]).abs().max().item() <= 1e-4
     assert stats["positions_computed"] == stats["positions_unique"]
+
+
+def test_engine_on_stereo_delays(tiny_stereo_lm):
+    wave = make_wave(1.0, seed=15)
+    perturbed = [inject_noise(wave, 0.3, 0.1), inject_noise(wave, 0.6, 0.3, seed=4)]
+    _, results = score_perturbations(tiny_stereo_lm, wave, perturbed, batch_size=2)
+    for got, want in zip(results, full_pass(tiny_stereo_lm, perturbed, None)):
+        assert (got.nll - want.nll).abs().max().item() <= 1e-4

@@ -188,3 +188,12 @@ def test_bad_codes_raise_one_line_errors(tiny_lm):
         tiny_lm.token_nll(torch.zeros(3, 10, dtype=torch.long))
     with pytest.raises(ConfigError, match="values must lie in"):
         tiny_lm.token_nll(torch.full((4, 10), tiny_lm.codebook_size))
+
+
+def test_stereo_delay_pattern_equals_incremental_generation(tiny_stereo_lm):
+    """musicgen-stereo interleaves left/right codebooks that share a delay (k // 2)."""
+    assert codebook_delays(tiny_stereo_lm.decoder) == [0, 0, 1, 1, 2, 2, 3, 3]
+    codes = tiny_stereo_lm.encode(make_wave(0.5, seed=9))  # mono input -> both channels
+    assert codes.shape == (8, 25) and (codes[0::2] == codes[1::2]).all()
+    teacher = tiny_stereo_lm.token_nll(codes)
+    assert (teacher.nll - incremental_nll(tiny_stereo_lm, codes, None)).abs().max().item() <= 1e-4

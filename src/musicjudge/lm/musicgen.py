@@ -265,6 +265,7 @@ def build_tiny_musicgen(
     text_hidden_size: int = 16,
     sample_rate: int = 32000,
     upsampling_ratios: Sequence[int] = (8, 5, 4, 4),
+    audio_channels: int = 1,
 ):
     """A randomly initialised MusicGen with the real architecture, small enough for tests:
     T5 text encoder (word-level tokenizer), EnCodec at 32 kHz / 50 fps with ``num_codebooks``
@@ -295,12 +296,20 @@ def build_tiny_musicgen(
         use_causal_conv=False, normalize=False, num_lstm_layers=1, use_conv_shortcut=False, chunk_length_s=None,
     )
     decoder = MusicgenDecoderConfig(
-        vocab_size=codebook_size, num_codebooks=num_codebooks, hidden_size=hidden_size,
+        vocab_size=codebook_size, num_codebooks=num_codebooks * audio_channels, audio_channels=audio_channels,
+        hidden_size=hidden_size,
         num_hidden_layers=num_layers, num_attention_heads=num_heads, ffn_dim=2 * hidden_size,
         max_position_embeddings=512, pad_token_id=codebook_size, bos_token_id=codebook_size, dropout=0.0,
     )
-    config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=decoder)
-    model = MusicgenForConditionalGeneration(config).eval()
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # pad/BOS one past the vocabulary is MusicGen's own layout
+    try:
+        config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=decoder)
+        model = MusicgenForConditionalGeneration(config).eval()
+    finally:
+        hf_logging.set_verbosity(verbosity)
     with torch.no_grad():
         # HF initialises EnCodec codebooks to zeros (every code would be 0). Seed each residual
         # codebook with residual vectors of real encoder outputs (one k-means-free step), so
