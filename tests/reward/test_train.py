@@ -23,7 +23,9 @@ def test_training_reaches_high_heldout_accuracy(trained, synthetic):
     out = trained["dir"]
     history = pd.read_csv(out / "metrics.csv")
     assert list(history.columns[:4]) == ["epoch", "train_loss", "val_acc_musicality", "val_acc_alignment"]
-    assert len(history) == trained["result"].history[-1]["epoch"] and history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    # epoch 0 is the initialisation (evaluated, not trained)
+    assert list(history["epoch"]) == list(range(trained["result"].history[-1]["epoch"] + 1))
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[1]
     assert (out / "learning_curve.png").stat().st_size > 1000 and (out / "train_summary.json").exists()
 
 
@@ -33,15 +35,15 @@ def test_interrupted_run_resumes_and_extends(synthetic, tmp_path):
     config = TrainConfig(epochs=2, patience=50, batch_size=32, d_model=32, n_layers=1, seed=3)
     logs: list[str] = []
     first = train_reward_model(enc, small, arrays["val"], tmp_path, config, progress=False, log=logs.append)
-    assert len(first.history) == 2
+    assert [r["epoch"] for r in first.history] == [0, 1, 2]
     config.epochs = 4
     second = train_reward_model(enc, small, arrays["val"], tmp_path, config, progress=False, log=logs.append)
     assert any("resuming from epoch 2" in line for line in logs)
-    assert [r["epoch"] for r in second.history] == [1, 2, 3, 4]
-    assert second.history[:2] == first.history[:2]
+    assert [r["epoch"] for r in second.history] == [0, 1, 2, 3, 4]
+    assert second.history[1:3] == first.history[1:3]
     # an uninterrupted 4-epoch run gives the same trajectory (optimizer state and RNG were restored)
     fresh = train_reward_model(enc, small, arrays["val"], tmp_path / "fresh", config, progress=False, log=logs.append)
-    assert [round(r["train_loss"], 5) for r in fresh.history] == [round(r["train_loss"], 5) for r in second.history]
+    assert [round(r["train_loss"], 5) for r in fresh.history[1:]] == [round(r["train_loss"], 5) for r in second.history[1:]]
 
 
 def test_stage_two_init_and_checks(trained, synthetic, tmp_path):
@@ -50,7 +52,11 @@ def test_stage_two_init_and_checks(trained, synthetic, tmp_path):
     result = train_reward_model(enc, arrays["val"], arrays["test"], tmp_path, config, init=trained["dir"], progress=False, log=lambda *_: None)
     cfg, head = load_checkpoint(tmp_path)
     assert cfg["head"]["d_model"] == 64 and cfg["info"]["init"] == str(trained["dir"])  # architecture comes from --init
-    assert result.best_epoch == 1
+    # epoch 0 evaluates the --init checkpoint itself, so fine-tuning never ends worse on validation
+    _, init_head = load_checkpoint(trained["dir"])
+    assert [r["epoch"] for r in result.history] == [0, 1]
+    assert result.history[0]["val_acc_mean"] == evaluate_arrays(init_head, arrays["test"])["acc_mean"]
+    assert result.best_val["acc_mean"] == max(r["val_acc_mean"] for r in result.history)
     from musicjudge.reward.encoders import BuiltinEncoder
 
     with pytest.raises(ConfigError, match="features"):

@@ -87,7 +87,13 @@ def _build_head_class():
             self.ref_to_audio = nn.Linear(cfg.audio_dim, cfg.audio_dim, bias=False)
             with torch.no_grad():
                 self.ref_to_audio.weight.copy_(torch.eye(cfg.audio_dim))
-            self.match_scale = nn.Parameter(torch.tensor([2.0, 2.0]))
+            self.match_scale = nn.Parameter(torch.tensor([5.0, 5.0]))
+            # Output layers start at zero: before training, alignment is exactly the warm-started
+            # linear matching and musicality is flat, and training moves away from that only as far
+            # as validation accuracy rewards it (epoch 0 is evaluated too).
+            for out_layer in (self.musicality_out[-1], self.alignment_out[-1]):
+                nn.init.zeros_(out_layer.weight)
+                nn.init.zeros_(out_layer.bias)
 
         def set_feature_stats(self, audio: "torch.Tensor") -> None:
             self.audio_mean.copy_(audio.mean(0))

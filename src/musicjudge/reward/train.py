@@ -324,6 +324,14 @@ def train_reward_model(
 
         bar = tqdm(total=config.epochs, initial=state["epoch"], desc="train reward", unit="epoch")
     start_time = time.time()
+    if state["epoch"] == 0 and not state["history"]:
+        # epoch 0 = the initialisation (warm start or --init checkpoint), so training can only help
+        metrics = evaluate_arrays(head, val)
+        state["history"].append({"epoch": 0, "train_loss": float("nan"), **{f"val_{k}": v for k, v in metrics.items()}, "seconds": 0.0})
+        state.update(best_score=metrics["acc_mean"], best_epoch=0, best_val=metrics)
+        save_checkpoint(out_dir, head, encoder.config(), (info or {}) | {
+            "train_config": asdict(config), "best_epoch": 0, "val": metrics, "n_train": len(train), "n_val": len(val),
+            "init": str(init) if init else None})
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
         head.train()
         order = torch.randperm(len(train), generator=generator)
