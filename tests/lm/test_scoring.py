@@ -197,3 +197,19 @@ def test_stereo_delay_pattern_equals_incremental_generation(tiny_stereo_lm):
     assert codes.shape == (8, 25) and (codes[0::2] == codes[1::2]).all()
     teacher = tiny_stereo_lm.token_nll(codes)
     assert (teacher.nll - incremental_nll(tiny_stereo_lm, codes, None)).abs().max().item() <= 1e-4
+
+
+def test_bfloat16_path_keeps_codes_and_stays_close(tiny_musicgen_dir, tiny_lm):
+    """bf16 scoring (the GPU setting, run here on CPU): EnCodec stays float32 so the codes are
+    identical; NLLs (log-softmax in float32) stay close to float32 scoring."""
+    from musicjudge.lm.musicgen import MusicGenLM
+
+    half = MusicGenLM.from_pretrained(str(tiny_musicgen_dir), device="cpu", dtype="bfloat16")
+    assert half.dtype == torch.bfloat16 and half.codec.dtype == torch.float32
+    wave = make_wave(0.8, seed=4)
+    codes = half.encode(wave)
+    assert torch.equal(codes, tiny_lm.encode(wave))
+    for condition in (None, "soft strings"):
+        low, full = half.token_nll(codes, condition), tiny_lm.token_nll(codes, condition)
+        assert low.nll.dtype == torch.float32
+        assert (low.nll - full.nll).abs().max().item() < 0.05

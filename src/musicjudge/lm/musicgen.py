@@ -96,6 +96,7 @@ class MusicGenLM(DelayPatternLM):
 
     @classmethod
     def _load(cls, name_or_path: str, device: str, torch_dtype: Any, attn_implementation: str) -> "MusicGenLM":
+        import torch
         from transformers import AutoConfig, MusicgenForConditionalGeneration
 
         try:
@@ -110,18 +111,21 @@ class MusicGenLM(DelayPatternLM):
             raise ModelLoadError(f"{name_or_path}: model_type {config.model_type!r} is not MusicGen; "
                                  "use load_music_lm('module:Class') for other models")
         try:
+            # load in float32 and cast only the LM parts: EnCodec's codes must not depend on
+            # the scoring dtype (loading it in bf16 and casting back changes them)
             model = MusicgenForConditionalGeneration.from_pretrained(
-                name_or_path, dtype=torch_dtype,
+                name_or_path, dtype=torch.float32,
                 attn_implementation={"decoder": attn_implementation, "text_encoder": attn_implementation,
                                      "audio_encoder": "eager"},
             )
         except Exception as e:  # noqa: BLE001
             raise ModelLoadError(f"{name_or_path}: cannot load MusicGen weights ({_first_line(e)}); "
                                  "re-download or re-save the checkpoint") from None
+        if torch_dtype != torch.float32:
+            for part in (model.decoder, model.text_encoder, getattr(model, "enc_to_dec_proj", None)):
+                if part is not None:
+                    part.to(torch_dtype)
         model.to(device)
-        import torch
-
-        model.audio_encoder.to(torch.float32)  # codes must not depend on the scoring dtype
         return cls(model, tokenizer=_load_tokenizer(name_or_path), name=str(name_or_path))
 
     # ------------------------------------------------------------------ codec
