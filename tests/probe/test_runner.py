@@ -221,3 +221,31 @@ def test_protocol_only_model_gives_the_engine_numbers(tmp_path, tiny_lm, audio_d
         assert a["loss_orig"] == pytest.approx(b["loss_orig"], abs=1e-5)
         assert a["smooth_peak_height"] == pytest.approx(b["smooth_peak_height"], abs=1e-3)
     np.testing.assert_allclose(curves_e["d"], curves_p["d"], atol=1e-3)
+
+
+def test_run_where_every_clip_is_bad_lists_them_without_a_traceback(tmp_path, tiny_musicgen_dir):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    out = tmp_path / "run"
+    result = cli("probe", "run", "--model", f"tiny={tiny_musicgen_dir}", "--audio", str(folder), "--out", str(out), *GRID)
+    assert result.exit_code == 0, result.output
+    assert "0 clip(s) scored" in result.output and "1 skipped as bad" in result.output
+    assert len(pd.read_parquet(out / "results.parquet")) == 0
+    errors = pd.read_csv(out / "errors.csv")
+    assert len(errors) == 1 and errors["path"].iloc[0].endswith("corrupt.wav")
+
+
+@pytest.mark.parametrize("device, match", [("tpu", "unknown device"), ("cuda:99", "GPU")])
+def test_unusable_device_is_a_one_line_error(tmp_path, audio_dir, capsys, device, match):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 99:  # pragma: no cover
+        pytest.skip("a machine with 100 GPUs")
+    for args in (["probe", "run", "--audio", str(audio_dir), "--out", str(tmp_path / "x"), "--device", device],
+                 ["probe", "profile", str(audio_dir), "--out", str(tmp_path / "p.csv"), "--device", device]):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and err.startswith("error: --device ") and match in err and "\n" not in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "p.csv").exists()

@@ -98,8 +98,9 @@ def run_cmd(
         cfg.crop_duration_s = crop_duration if crop_duration > 0 else None
     # data-parallel (musicjudge.distributed): one process = plain run_probe; several = a share
     # each, and only the last one to finish consolidates, summarises and reports
-    from musicjudge.distributed import current_process, run_probe_parallel, shutdown
+    from musicjudge.distributed import check_device, current_process, run_probe_parallel, shutdown
 
+    check_device(cfg.device, "device" if cfg.device != device else "--device")
     run_dir, consolidated = run_probe_parallel(cfg, out, shard=shard)
     shutdown()
     if not consolidated:
@@ -175,7 +176,9 @@ def profile_cmd(
             raise ConfigError(f"{a}: no such file or folder")
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"{out}: use a .csv or .parquet file name")
-    lm = load_music_lm(model, device=device)
+    from musicjudge.distributed import check_device
+
+    lm = load_music_lm(model, device=check_device(device))
     df = profile_scores(lm, paths, onsets_s=_numbers(onsets, "onsets"), lengths_frames=_numbers(lengths, "lengths", int),
                         level_db=level, crop_duration=crop_duration)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,9 @@ def label_cmd(
     from musicjudge.pseudolabel.label import label_pairs
     from musicjudge.reward.data import read_pairs
 
+    from musicjudge.distributed import check_device
+
+    check_device(device)
     dims = _dimensions(dimensions)
     items = read_pairs(pairs)
     if limit is not None:
@@ -110,6 +113,9 @@ def generate_cmd(
         raise ConfigError(f"--top-k {top_k!r}: give integers separated by commas, e.g. 50,250") from None
     if any(v is not None and v < 0 for v in sweep):
         raise ConfigError(f"--top-k {top_k!r}: values must be >= 0")
+    from musicjudge.distributed import check_device
+
+    check_device(device)
     items = read_prompts(prompts)
     if griffin_lim_iters < 1:
         raise ConfigError(f"--griffin-lim-iters {griffin_lim_iters}: must be >= 1")

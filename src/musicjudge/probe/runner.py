@@ -544,7 +544,7 @@ def consolidate(out_dir: str | Path) -> dict[str, Path]:
         if not errs.empty:
             errs = errs.drop_duplicates(subset=["key", "perturbation"], keep="last")
             # a clip that failed once and succeeded on --retry-errors is no longer an error
-            done = set(results["model"] + "/" + results["dataset"] + "/" + results["clip_id"])
+            done = {f"{m}/{d}/{c}" for m, d, c in zip(results["model"], results["dataset"], results["clip_id"])}
             errs = errs[~(errs["perturbation"].isna() & errs["key"].isin(done))]
             errs.to_csv(out_dir / "errors.csv", index=False)
             written["errors"] = out_dir / "errors.csv"
