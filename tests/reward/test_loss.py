@@ -16,7 +16,7 @@ def _loss_and_grad(diff: float, target: float, smoothing: float = 0.0):
     sa = torch.tensor([[diff]], requires_grad=True)
     loss = pairwise_bt_loss(sa, torch.zeros(1, 1), torch.tensor([[target]]), torch.ones(1, 1, dtype=torch.bool), smoothing=smoothing)
     loss.backward()
-    return float(loss), float(sa.grad)
+    return float(loss.detach()), float(sa.grad)
 
 
 def test_hard_label_is_softplus_of_margin():
