@@ -249,3 +249,19 @@ def test_unusable_device_is_a_one_line_error(tmp_path, audio_dir, capsys, device
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and err.startswith("error: --device ") and match in err and "\n" not in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "p.csv").exists()
+
+
+def test_crop_too_short_for_the_grid_fails_once_up_front_and_the_fixed_rerun_may_reuse_the_folder(
+        tmp_path, tiny_musicgen_dir, audio_dir, capsys):
+    out = tmp_path / "run"
+    base = ["probe", "run", "--model", f"tiny={tiny_musicgen_dir}", "--audio", str(audio_dir), "--out", str(out),
+            "--lengths", "5", "--no-shuffle", "--no-report"]
+    with pytest.raises(SystemExit) as exc:  # default onset 5 s cannot fit in a 4-s crop: no clip could ever pass
+        main([*base, "--crop-duration", "4"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # (after the model's loading bar)
+    assert exc.value.code == 2 and err.startswith("error: crop_duration_s=4: ")
+    assert "--crop-duration" in err and "--onsets" in err
+    assert not (out / "errors.jsonl").exists()  # the clips were not blamed
+    result = cli(*base, "--crop-duration", "4", "--onsets", "1.0")  # nothing was computed: the folder is reusable
+    assert result.exit_code == 0, result.output
+    assert "3 clip(s) scored" in result.output

@@ -392,10 +392,22 @@ def _check_run_dir(out_dir: Path, config: ProbeConfig) -> None:
     except json.JSONDecodeError:
         return
     fp_prev = stable_hash(previous.get("scoring_fingerprint"))
-    if fp_prev != stable_hash(config.scoring_fingerprint()):
+    computed = (out_dir / "errors.jsonl").exists() or any((out_dir / "shards").glob("*/*.results.parquet"))
+    if computed and fp_prev != stable_hash(config.scoring_fingerprint()):  # an attempt that scored nothing is no run
         raise ConfigError(
             f"{out_dir}: holds a run with different perturbation/crop/seed settings; use a new --out directory "
             "(or the same settings to resume)"
+        )
+
+
+def _check_crop_fits(config: ProbeConfig, required_s: float) -> None:
+    """A crop shorter than the perturbation grid needs would fail every clip: say so once."""
+    crop = config.crop_duration_s
+    if crop is not None and crop + 1e-9 < required_s:
+        raise ConfigError(
+            f"crop_duration_s={crop:g}: the perturbation grid needs {required_s:.2f} s per clip (latest perturbation "
+            f"end + min_recovery_s={config.min_recovery_s:g} s); raise --crop-duration or move --onsets / "
+            "--shuffle-onset earlier / use shorter --lengths"
         )
 
 
@@ -442,6 +454,7 @@ def run_probe(config: ProbeConfig, out_dir: str | Path, *, lms: dict[str, Any] |
             scorer = ClipScorer(lm, perturbation_grid(config, float(lm.frame_rate)), seeds=config.seeds,
                                 condition=config.condition, batch_size=config.batch_size, analysis=config.analysis,
                                 min_recovery_s=config.min_recovery_s)
+            _check_crop_fits(config, scorer.min_duration_s)
             if progress and bar is None:  # started after the first model loads, so load errors print cleanly
                 from tqdm.auto import tqdm
 
