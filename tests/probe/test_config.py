@@ -54,3 +54,23 @@ def test_bad_yaml_file(tmp_path):
         ProbeConfig.from_yaml(p)
     with pytest.raises(ConfigError, match="not found"):
         ProbeConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_config_that_is_not_text_is_a_config_error(tmp_path):
+    from musicjudge.data.demo import demo_settings
+
+    p = tmp_path / "clip.yaml"  # e.g. an audio file passed where the YAML goes
+    p.write_bytes(b"RIFF\xd0\xff\x00\x00WAVEfmt ")
+    with pytest.raises(ConfigError, match=r"clip\.yaml: not a text \(UTF-8\) YAML file"):
+        ProbeConfig.from_yaml(p)
+    with pytest.raises(ConfigError, match=r"clip\.yaml: not a text \(UTF-8\) YAML file"):
+        demo_settings(config_path=p)
+
+
+def test_demo_config_names_the_unknown_section(tmp_path):
+    from musicjudge.data.demo import demo_settings
+
+    p = tmp_path / "demo.yaml"
+    p.write_text("noise: {lengths_frames: [5]}\n")
+    with pytest.raises(ConfigError, match="unknown section.*noise.*allowed: corpus, datasets, probe"):
+        demo_settings(config_path=p)

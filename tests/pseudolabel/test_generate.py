@@ -116,3 +116,12 @@ def test_builtin_lm_generate_cli(tmp_path):
     for c in clips:
         wave, rate = sf.read(c.audio, dtype="float32")
         assert rate == c.metadata["sample_rate"] and abs(len(wave) / rate - 0.3) < 0.05 and np.abs(wave).max() > 1e-3
+
+
+def test_prompts_file_that_is_not_text_is_a_manifest_error(tmp_path):
+    from musicjudge.errors import ManifestError
+
+    p = tmp_path / "prompts.txt"
+    p.write_bytes(b"RIFF\xd0\xff\x00\x00WAVEfmt ")
+    with pytest.raises(ManifestError, match=r"prompts\.txt: not a UTF-8 text file"):
+        read_prompts(p)

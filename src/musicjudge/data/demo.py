@@ -43,17 +43,17 @@ def demo_settings(quick: bool = False, config_path: str | Path | None = None) ->
     settings = copy.deepcopy(QUICK if quick else FULL)
     if config_path is None:
         return settings
-    import yaml
+    from musicjudge.probe.config import read_yaml_file
 
     path = Path(config_path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: demo config not found; see configs/demo.yaml for the format")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]}); fix the syntax") from None
-    if not isinstance(data, dict) or set(data) - set(settings):
-        raise ConfigError(f"{path}: expected sections {sorted(settings)} only")
+    data = read_yaml_file(path, not_found="demo config not found; see configs/demo.yaml for the format")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections {', '.join(sorted(settings))}; "
+                          "see configs/demo.yaml")
+    unknown = sorted(set(data) - set(settings))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(map(str, unknown))}; allowed: "
+                          f"{', '.join(sorted(settings))} (see configs/demo.yaml)")
     for section, values in data.items():
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: section {section!r} must be a mapping")

@@ -213,15 +213,8 @@ class ProbeConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "ProbeConfig":
-        import yaml
-
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found; check the path (examples in configs/probe_*.yaml)")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]}); fix the syntax") from None
+        data = read_yaml_file(path, not_found="config file not found; check the path (examples in configs/probe_*.yaml)")
         cfg = cls.from_dict(data, source=str(path))
         # relative data paths in a config file are relative to the file
         for d in cfg.datasets:
@@ -247,6 +240,25 @@ class ProbeConfig:
         d = self.to_dict()
         return {k: d[k] for k in ("crop_start_s", "crop_duration_s", "seeds", "condition", "condition_from_manifest",
                                   "noise", "shuffle", "save_curves")}
+
+
+def read_yaml_file(path: str | os.PathLike, *, not_found: str) -> Any:
+    """The parsed YAML document of a settings file (``{}`` when empty). Every way a user can get
+    the file wrong is one ConfigError naming it: missing (``"<path>: <not_found>"``), not
+    UTF-8 text (an audio or binary file passed by mistake) or invalid YAML."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {not_found}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) YAML file; pass the YAML settings file here") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]}); fix the syntax") from None
 
 
 def _build(cls, data: dict, source: str):

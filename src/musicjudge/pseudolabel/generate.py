@@ -132,7 +132,11 @@ def read_prompts(path: str | Path) -> list[dict[str, Any]]:
     if path.suffix.lower() == ".txt":
         if not path.exists():
             raise ManifestError(f"{path}: file not found; check the path")
-        rows: list[dict[str, Any]] = [{"text": line.strip()} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ManifestError(f"{path}: not a UTF-8 text file; give one text prompt per line") from None
+        rows: list[dict[str, Any]] = [{"text": line.strip()} for line in text.splitlines() if line.strip()]
     else:
         rows = read_table(path)
     root = path.resolve().parent
