@@ -1,12 +1,10 @@
-import socket
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from .asgi_server import serve  # noqa: F401  (tests import it from here)
 
 SR = 16000
 
@@ -48,28 +46,3 @@ def make_study(root: Path, n_pairs: int = 4) -> Path:
 @pytest.fixture
 def study_manifest(tmp_path):
     return make_study(tmp_path)
-
-
-@contextmanager
-def serve(app):
-    """Run an ASGI app with uvicorn in a thread on 127.0.0.1:<free port>; yield the base URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started:
-        if time.time() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()

@@ -220,3 +220,26 @@ def test_cli_serve_and_errors(study_manifest, tmp_path):
         with pytest.raises(SystemExit) as e:
             main(["annotate", *args])
         assert e.value.code == 2
+
+
+def test_cli_serve_port_mistakes_are_one_line_errors(study_manifest, tmp_path, capsys):
+    import socket
+
+    from musicjudge.cli.main import main
+
+    votes = tmp_path / "votes.jsonl"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        for port, match in ((99999, "--port 99999: use a port in 1..65535"),
+                            (taken, f"127.0.0.1:{taken}: cannot listen there (")):
+            with pytest.raises(SystemExit) as e:
+                main(["annotate", "serve", "--pairs", str(study_manifest), "--out", str(votes), "--port", str(port)])
+            out, err = capsys.readouterr()
+            assert e.value.code == 2 and err.startswith(f"error: {match}") and err.count("\n") == 1, err
+            assert "--port" in err and "open http" not in out
+    with pytest.raises(SystemExit) as e:
+        main(["annotate", "serve", "--pairs", str(study_manifest), "--out", str(votes), "--host", "no-such-host.invalid"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: no-such-host.invalid:") and "--host" in err

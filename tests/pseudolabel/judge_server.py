@@ -20,14 +20,12 @@ import hashlib
 import io
 import json
 import re
-import socket
-import threading
-import time
 from collections import Counter
-from contextlib import contextmanager
 
 import numpy as np
 import soundfile as sf
+
+from annotate.asgi_server import serve  # noqa: F401  (one implementation for every test server)
 
 SLOW_S = 1.5
 
@@ -91,28 +89,3 @@ def make_app(api_key: str, delay_s: float = 0.0):
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}
 
     return app
-
-
-@contextmanager
-def serve(app):
-    """Run ``app`` with uvicorn in a thread on 127.0.0.1:<free port>; yield the base URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started:
-        if time.time() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()

@@ -30,12 +30,38 @@ def serve_cmd(
 
     if out.suffix.lower() != ".jsonl":
         raise ConfigError(f"{out}: the votes file must be .jsonl (it is appended to, one vote per line)")
+    _check_can_listen(host, port)
     study = Study(pairs, out, audio_root=audio_root, seed=seed)
     app = create_app(study, token=token, title=title)
     skipped = f" ({len(study.excluded)} left out: audio missing or outside {study.audio_root})" if study.excluded else ""
     typer.echo(f"study: {study.total} pairs{skipped}; votes -> {out}")
     typer.echo(f"open http://{host}:{port}/" + (" (token required)" if token else ""))
+    if not token and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: --host {host} without --token: anyone who can reach this machine can vote", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """One-line ConfigError (before the study loads) when the server could not start: a port
+    out of range, a host that does not resolve, or an address already in use."""
+    import socket
+
+    from musicjudge.errors import ConfigError
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: use a port in 1..65535 (e.g. the default 8765)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ConfigError(f"{host}: cannot resolve this --host ({getattr(e, 'strerror', None) or e}); "
+                          "use 127.0.0.1 (this machine) or 0.0.0.0 (every interface)") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise ConfigError(f"{host}:{port}: cannot listen there ({e.strerror or e}); pick another --port "
+                              "or stop the program using it") from None
 
 
 @annotate_app.command("stats")
