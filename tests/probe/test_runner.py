@@ -223,7 +223,7 @@ def test_protocol_only_model_gives_the_engine_numbers(tmp_path, tiny_lm, audio_d
     np.testing.assert_allclose(curves_e["d"], curves_p["d"], atol=1e-3)
 
 
-def test_run_where_every_clip_is_bad_lists_them_without_a_traceback(tmp_path, tiny_musicgen_dir):
+def test_run_where_every_clip_is_bad_lists_them_without_a_traceback(tmp_path, tiny_musicgen_dir, cli_run):
     folder = tmp_path / "bad"
     folder.mkdir()
     (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
@@ -234,6 +234,11 @@ def test_run_where_every_clip_is_bad_lists_them_without_a_traceback(tmp_path, ti
     assert len(pd.read_parquet(out / "results.parquet")) == 0
     errors = pd.read_csv(out / "errors.csv")
     assert len(errors) == 1 and errors["path"].iloc[0].endswith("corrupt.wav")
+    from musicjudge.errors import ConfigError
+    from musicjudge.probe.report import compare_runs
+
+    with pytest.raises(ConfigError, match=r"run: the run has no results yet .*leave it out of the comparison"):
+        compare_runs([cli_run[0], out], tmp_path / "cmp")  # not a silent one-model "comparison"
 
 
 @pytest.mark.parametrize("device, match", [("tpu", "unknown device"), ("cuda:99", "GPU")])

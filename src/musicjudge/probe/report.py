@@ -207,6 +207,10 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> Path:
     if len(runs) < 2:
         raise ConfigError("compare needs at least two run directories")
     loaded = [(r, load_results(r)) for r in runs]
+    for r, data in loaded:
+        if data["results"].empty:
+            raise ConfigError(f"{r}: the run has no results yet (all clips failed or it never ran; see errors.jsonl); "
+                              "leave it out of the comparison")
     seen: dict[str, int] = {}
     for _, data in loaded:
         for m in data["results"]["model"].unique():
