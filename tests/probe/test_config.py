@@ -41,6 +41,9 @@ def test_dataset_and_model_labels():
     ({"save_curves": "all"}, "save_curves"),
     ({"bogus": 1}, "unknown key"),
     ({"noise": {"enabled": False}, "shuffle": {"enabled": False}}, "both disabled"),
+    ({"crop_start_s": -1}, r"crop_start_s=-1: must be >= 0"),
+    ({"datasets": [{"name": "a", "path": "/x", "limit": 0}]}, r"limit=0: .*>= 1"),
+    ({"datasets": [{"name": "a", "path": "/x", "limit": "some"}]}, r"limit='some': .*>= 1"),
 ])
 def test_bad_configs_raise_config_error(data, match):
     with pytest.raises(ConfigError, match=match):

@@ -270,3 +270,10 @@ def test_crop_too_short_for_the_grid_fails_once_up_front_and_the_fixed_rerun_may
     result = cli(*base, "--crop-duration", "4", "--onsets", "1.0")  # nothing was computed: the folder is reusable
     assert result.exit_code == 0, result.output
     assert "3 clip(s) scored" in result.output
+
+
+def test_limit_zero_is_an_error_not_every_clip(tmp_path, audio_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["probe", "run", "--audio", str(audio_dir), "--out", str(tmp_path / "x"), "--limit", "0"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("error: --limit 0: ") and "\n" not in err

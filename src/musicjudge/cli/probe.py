@@ -64,6 +64,8 @@ def run_cmd(
     from musicjudge.probe.config import DatasetSpec, ProbeConfig
     from musicjudge.probe.runner import run_probe
 
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit}: use a whole number of clips >= 1 (leave it out for every clip)")
     cfg = ProbeConfig.from_yaml(config) if config else ProbeConfig()
     datasets = None
     if audio:

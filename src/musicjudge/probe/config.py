@@ -115,6 +115,17 @@ class DatasetSpec:
     path: str
     limit: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.limit is not None:
+            try:
+                ok = float(self.limit) == int(self.limit) and int(self.limit) >= 1
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ConfigError(f"dataset {self.name!r}: limit={self.limit!r}: use a whole number of clips >= 1 "
+                                  "(or leave it out for every clip)")
+            self.limit = int(self.limit)
+
     @classmethod
     def parse(cls, value: Any) -> "DatasetSpec":
         """From ``{"name": .., "path": ..}``, ``"name=path"`` or a bare path (name = its stem)."""
@@ -190,6 +201,8 @@ class ProbeConfig:
             raise ConfigError(f"models {self.models}: labels must be unique; name them with label=spec")
         self.seeds = _ints("seeds", self.seeds, minimum=0)
         self.crop_start_s = _floats("crop_start_s", self.crop_start_s)[0]
+        if self.crop_start_s < 0:
+            raise ConfigError(f"crop_start_s={self.crop_start_s:g}: must be >= 0 seconds (the crop starts that far into each clip)")
         if self.crop_duration_s is not None:
             self.crop_duration_s = _floats("crop_duration_s", self.crop_duration_s)[0]
             if self.crop_duration_s <= 0:
