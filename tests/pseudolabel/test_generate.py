@@ -125,3 +125,48 @@ def test_prompts_file_that_is_not_text_is_a_manifest_error(tmp_path):
     p.write_bytes(b"RIFF\xd0\xff\x00\x00WAVEfmt ")
     with pytest.raises(ManifestError, match=r"prompts\.txt: not a UTF-8 text file"):
         read_prompts(p)
+
+
+def test_generation_settings_are_checked_before_the_model_loads(tmp_path, capsys):
+    from musicjudge.cli.main import main
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano\n")
+    for flags, match in ((["--temperature", "0"], "--temperature 0"), (["--n", "1"], "--n 1"),
+                         (["--duration", "0"], "--duration 0")):
+        with pytest.raises(SystemExit) as exc:
+            main(["pseudolabel", "generate", str(prompts), "--model", "builtin", "--out", str(tmp_path / "gen"), *flags])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.startswith(f"error: {match}") and err.count("\n") == 1, err
+        assert not (tmp_path / "gen").exists()  # nothing loaded (no 'note:' line), nothing written
+
+
+class RecoveringToneGenerator(FlakyToneGenerator):
+    """Fails every prompt on its first run (e.g. a GPU hiccup), then works."""
+
+    fail = True
+
+    def generate(self, instruction, **kw):
+        from musicjudge.errors import ConfigError
+
+        if RecoveringToneGenerator.fail:
+            raise ConfigError("out of memory")
+        return super().generate(instruction, **kw)
+
+
+def test_failures_fixed_by_a_rerun_are_no_longer_reported(tmp_path):
+    from musicjudge.pseudolabel.generate import unresolved_failures
+
+    items = read_prompts(_write(tmp_path / "p.txt", "one\ntwo\n"))
+    with pytest.raises(Exception, match="no candidate could be generated"):
+        generate_candidates(items, RecoveringToneGenerator(), tmp_path / "gen", n=2, duration_s=0.2, progress=False)
+    assert [f["prompt_id"] for f in unresolved_failures(tmp_path / "gen")] == ["prompt0001", "prompt0002"]
+    RecoveringToneGenerator.fail = False
+    generate_candidates(items, RecoveringToneGenerator(), tmp_path / "gen", n=2, duration_s=0.2, progress=False)
+    assert unresolved_failures(tmp_path / "gen") == []  # failures.jsonl keeps the history, but all are resolved
+    assert (tmp_path / "gen" / "failures.jsonl").exists()
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

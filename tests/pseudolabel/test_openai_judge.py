@@ -99,3 +99,21 @@ def test_retry_policy(tmp_path, monkeypatch):
     # errors are retried on the next run: they do not count as done
     result = label_pairs([dead], judge, tmp_path / "out", progress=False)
     assert result.summary["errors"] == 2 and result.summary["kept_pairs"] == 0
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--limit", "0"], "--limit 0: "),
+    (["--max-audio-s", "0"], "judge setting --max-audio-s 0.0: must be > 0 seconds"),
+    (["--retries", "-1"], "judge setting --retries -1: must be >= 0"),
+])
+def test_label_cli_names_the_bad_flag(tmp_path, capsys, flags, match):
+    from musicjudge.cli.main import main
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"id": "p", "text": "t", "audio_a": "a.wav", "audio_b": "b.wav"}\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["pseudolabel", "label", str(pairs), "--out", str(tmp_path / "out"), "--judge", "openai",
+              "--base-url", "http://127.0.0.1:9/v1", "--model", "m", *flags])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith(f"error: {match}") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()

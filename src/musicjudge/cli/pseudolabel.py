@@ -52,8 +52,11 @@ def label_cmd(
     from musicjudge.reward.data import read_pairs
 
     from musicjudge.distributed import check_device
+    from musicjudge.errors import ConfigError
 
     check_device(device)
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit}: use a number of pairs >= 1 (leave it out for every pair)")
     dims = _dimensions(dimensions)
     items = read_pairs(pairs)
     if limit is not None:
@@ -105,7 +108,8 @@ def generate_cmd(
 ) -> None:
     """Generate N candidate clips per prompt (top-k sweep), ready for 'pseudolabel pair'."""
     from musicjudge.errors import ConfigError
-    from musicjudge.pseudolabel.generate import generate_candidates, load_generator, read_prompts
+    from musicjudge.pseudolabel.generate import (check_generation_settings, generate_candidates, load_generator,
+                                                 read_prompts, unresolved_failures)
 
     try:
         sweep = [int(v) or None for v in top_k.split(",") if v.strip()]
@@ -113,6 +117,7 @@ def generate_cmd(
         raise ConfigError(f"--top-k {top_k!r}: give integers separated by commas, e.g. 50,250") from None
     if any(v is not None and v < 0 for v in sweep):
         raise ConfigError(f"--top-k {top_k!r}: values must be >= 0")
+    check_generation_settings(n=n, top_k_sweep=sweep, duration_s=duration_s, temperature=temperature)
     from musicjudge.distributed import check_device
 
     check_device(device)
@@ -125,9 +130,10 @@ def generate_cmd(
     manifest = generate_candidates(items, generator, out, n=n, top_k_sweep=sweep, temperature=temperature,
                                    duration_s=duration_s, seed=seed)
     typer.echo(f"candidates: {manifest}")
-    failures = out / "failures.jsonl"
-    if failures.exists():
-        typer.echo(f"some prompts failed; see {failures} (re-run to retry)", err=True)
+    failed = unresolved_failures(out)
+    if failed:
+        typer.echo(f"{len({f['prompt_id'] for f in failed})} prompt(s) failed; see {out / 'failures.jsonl'} "
+                   "(re-run to retry)", err=True)
     typer.echo(f"next: musicjudge pseudolabel pair {manifest} --out {out / 'pairs.jsonl'}")
 
 

@@ -164,6 +164,32 @@ def candidate_seed(base_seed: int, prompt_id: str, k: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def check_generation_settings(*, n: int, top_k_sweep: Sequence[int | None], duration_s: float,
+                              temperature: float) -> None:
+    """ConfigError (naming the CLI flag) for settings no candidate could be generated with."""
+    if n < 2:
+        raise ConfigError(f"--n {n}: at least 2 candidates per prompt are needed to make pairs")
+    if not top_k_sweep:
+        raise ConfigError("--top-k: give at least one value, e.g. 50,250")
+    if not duration_s > 0:
+        raise ConfigError(f"--duration {duration_s}: must be > 0 seconds")
+    if not (temperature > 0 and np.isfinite(temperature)):
+        raise ConfigError(f"--temperature {temperature}: must be > 0 (1.0 samples the model as trained)")
+
+
+def unresolved_failures(out_dir: str | Path) -> list[dict[str, Any]]:
+    """Rows of ``failures.jsonl`` (the append-only history) whose candidate is still missing from
+    ``candidates.jsonl``, i.e. what a re-run would retry; the latest row per candidate."""
+    from musicjudge.io import read_jsonl
+
+    out_dir = Path(out_dir)
+    if not (out_dir / FAILURES_FILE).exists():
+        return []
+    done = {row["id"] for row in read_jsonl(out_dir / CANDIDATES_FILE)} if (out_dir / CANDIDATES_FILE).exists() else set()
+    latest = {(f.get("prompt_id"), f.get("candidate")): f for f in read_jsonl(out_dir / FAILURES_FILE)}
+    return [f for (pid, k), f in latest.items() if f"{pid}-{k}" not in done]
+
+
 def generate_candidates(prompts: Sequence[dict[str, Any]], generator: CandidateGenerator, out_dir: str | Path, *,
                         n: int = 4, top_k_sweep: Sequence[int | None] = (50, 250), temperature: float = 1.0,
                         duration_s: float = 8.0, seed: int = 0, progress: bool = True) -> Path:
@@ -174,12 +200,7 @@ def generate_candidates(prompts: Sequence[dict[str, Any]], generator: CandidateG
     from musicjudge.io import append_jsonl, read_jsonl
     from musicjudge.reward.data import Instruction
 
-    if n < 2:
-        raise ConfigError(f"--n {n}: at least 2 candidates per prompt are needed to make pairs")
-    if not top_k_sweep:
-        raise ConfigError("--top-k: give at least one value, e.g. 50,250")
-    if duration_s <= 0:
-        raise ConfigError(f"--duration {duration_s}: must be > 0 seconds")
+    check_generation_settings(n=n, top_k_sweep=top_k_sweep, duration_s=duration_s, temperature=temperature)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / CANDIDATES_FILE

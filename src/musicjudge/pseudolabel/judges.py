@@ -248,8 +248,13 @@ class OpenAIChatJudge:
             raise ConfigError(f"base URL {base_url!r}: give the server's URL, e.g. http://127.0.0.1:8000/v1")
         if audio_part not in ("input_audio", "audio_url"):
             raise ConfigError(f"audio part {audio_part!r}: use 'input_audio' (OpenAI) or 'audio_url' (vLLM data URL)")
-        if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
-            raise ConfigError("judge settings: concurrency >= 1, retries >= 0 and timeout > 0 are required")
+        for flag, value, ok, need in (("--concurrency", concurrency, concurrency >= 1, ">= 1"),
+                                      ("--retries", max_retries, max_retries >= 0, ">= 0"),
+                                      ("--timeout", timeout_s, timeout_s > 0, "> 0 seconds"),
+                                      ("--max-audio-s", max_audio_s, max_audio_s is None or max_audio_s > 0,
+                                       "> 0 seconds")):
+            if not ok:
+                raise ConfigError(f"judge setting {flag} {value}: must be {need}")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.name = name or f"openai:{model}"
