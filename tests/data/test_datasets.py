@@ -56,3 +56,16 @@ def test_generated_set_resumes_to_identical_clips(tmp_path):
     os.remove(rows[1]["path"])
     again = read_jsonl(build_generated_set(out, per_k=1, topks=(10, 500), clip_s=1.0, griffin_lim_iters=4, progress=False))
     assert {r["id"]: file_sha256(r["path"]) for r in again} == first
+
+
+def test_sizes_and_clip_length_are_checked_before_anything_is_read(tmp_path):
+    import pytest
+
+    from musicjudge.data.datasets import build_datasets
+    from musicjudge.errors import ConfigError
+
+    for kwargs, match in (({"n_train": 0}, r"--n-train 0: "), ({"n_ood": -1}, r"--n-ood -1: "),
+                          ({"generated_per_k": 0}, r"--per-k 0: "), ({"clip_s": 0}, r"--clip-seconds 0: ")):
+        with pytest.raises(ConfigError, match=match):
+            build_datasets(tmp_path / "no-corpus.jsonl", tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()

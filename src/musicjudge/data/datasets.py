@@ -86,7 +86,7 @@ def build_training_set(corpus_manifest: str | Path, out_dir: str | Path, n: int 
     manifest = out / "manifest.jsonl"
     rows = _spread([r for r in read_corpus(corpus_manifest, "train") if r["duration_s"] >= clip_s], n, seed)
     if not rows:
-        raise ConfigError(f"{corpus_manifest}: no training piece of >= {clip_s} s; build a larger corpus")
+        raise ConfigError(f"{corpus_manifest}: no training piece of >= {clip_s} s; use a shorter --clip-seconds or build a larger corpus")
     done = _done_ids(manifest)
     for r in tqdm([r for r in rows if r["id"] not in done], desc="TrainingSet", disable=not progress):
         try:
@@ -115,7 +115,7 @@ def build_ood_set(corpus_manifest: str | Path, out_dir: str | Path, n: int = 20,
     chosen = sorted(native, key=lambda r: _rank(seed, r["id"]))[:n]
     chosen += _spread(others, n - len(chosen), seed)
     if not chosen:
-        raise ConfigError(f"{corpus_manifest}: no held-out piece of >= {clip_s} s; build a larger corpus")
+        raise ConfigError(f"{corpus_manifest}: no held-out piece of >= {clip_s} s; use a shorter --clip-seconds or build a larger corpus")
     done = _done_ids(manifest)
     for r in tqdm([r for r in chosen if r["id"] not in done], desc="OOD", disable=not progress):
         try:
@@ -189,6 +189,11 @@ def build_datasets(corpus_manifest: str | Path, out_dir: str | Path, *, n_train:
                    generated_per_k: int = 2, topks: Sequence[int] = TOPK_SWEEP, clip_s: float = 15.0, seed: int = 0,
                    lm: Any = None, progress: bool = True) -> dict[str, Path]:
     """Build (or resume) all three sets under ``out_dir/<name>/``; returns name -> manifest."""
+    for flag, value in (("--n-train", n_train), ("--n-ood", n_ood), ("--per-k", generated_per_k)):
+        if int(value) != value or value < 1:
+            raise ConfigError(f"{flag} {value}: must be a whole number >= 1")
+    if not clip_s > 0:
+        raise ConfigError(f"--clip-seconds {clip_s:g}: must be > 0 seconds")
     out = Path(out_dir)
     return {
         "TrainingSet": build_training_set(corpus_manifest, out / "TrainingSet", n_train, clip_s, seed, progress),
