@@ -243,3 +243,19 @@ def test_cli_serve_port_mistakes_are_one_line_errors(study_manifest, tmp_path, c
         main(["annotate", "serve", "--pairs", str(study_manifest), "--out", str(votes), "--host", "no-such-host.invalid"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: no-such-host.invalid:") and "--host" in err
+
+
+def test_annotator_table_reads_votes_with_only_displayed_order_like_vote_stats():
+    from musicjudge.annotate.stats import annotator_table
+
+    base = {"text": "t", "audio_a": "a.wav", "audio_b": "b.wav"}
+    votes = [{**base, "pair_id": "p1", "annotator": "ann1", "musicality": "A", "alignment": "tie", "displayed_order": "AB"},
+             {**base, "pair_id": "p1", "annotator": "ann2", "musicality": "B", "alignment": "A", "displayed_order": "BA"}]
+    table = annotator_table(votes).set_index("annotator")
+    assert table.loc["ann1", "alignment_tie_share"] == 1.0 and table.loc["ann2", "alignment_tie_share"] == 0.0
+    assert table.loc["ann1", "musicality_first_position_share"] == 1.0  # A shown first
+    assert table.loc["ann2", "musicality_first_position_share"] == 1.0  # B shown first
+    assert table.loc["ann2", "alignment_first_position_share"] == 0.0  # A shown second
+    s = vote_stats(votes, min_common=1)
+    assert s["dimensions"]["musicality"]["first_position_share"] == 1.0
+    assert s["dimensions"]["alignment"]["tie_share_per_annotator"] == {"ann1": 1.0, "ann2": 0.0}

@@ -43,6 +43,16 @@ def cohen_kappa(labels_1: Sequence[str], labels_2: Sequence[str]) -> float:
     return float(cohen_kappa_score(list(labels_1), list(labels_2), labels=list(CATEGORIES)))
 
 
+def _shown(vote: dict[str, Any], dim: str) -> str | None:
+    """The vote on ``dim`` in displayed terms: ``first`` / ``second`` / ``tie`` (from the
+    ``displayed`` record, else derived from ``displayed_order`` AB|BA); None if unknown."""
+    label = vote.get(dim)
+    shown = (vote.get("displayed") or {}).get(dim)
+    if shown is None and label in CATEGORIES and vote.get("displayed_order") in ("AB", "BA"):
+        shown = "tie" if label == "tie" else ("first" if (label == "A") == (vote["displayed_order"] == "AB") else "second")
+    return shown
+
+
 def _clean(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else round(float(value), 4)
 
@@ -69,9 +79,7 @@ def vote_stats(votes: list[dict[str, Any]], *, min_common: int = 2) -> dict[str,
                 continue
             n += 1
             by_pair[str(v.get("pair_id"))][str(v.get("annotator"))] = label
-            shown = (v.get("displayed") or {}).get(dim)
-            if shown is None and v.get("displayed_order") in ("AB", "BA"):
-                shown = "tie" if label == "tie" else ("first" if (label == "A") == (v["displayed_order"] == "AB") else "second")
+            shown = _shown(v, dim)
             if shown == "tie":
                 ties += 1
                 per_annotator_ties[str(v.get("annotator"))] += 1
@@ -130,7 +138,7 @@ def annotator_table(votes: list[dict[str, Any]]):
         mine = [v for v in votes if str(v.get("annotator")) == name]
         row: dict[str, Any] = {"annotator": name, "votes": len(mine)}
         for dim in DIMENSIONS:
-            shown = [(v.get("displayed") or {}).get(dim) for v in mine if v.get(dim) in CATEGORIES]
+            shown = [_shown(v, dim) for v in mine if v.get(dim) in CATEGORIES]
             non_tie = [x for x in shown if x in ("first", "second")]
             conf = [float(v[f"confidence_{dim}"]) for v in mine if isinstance(v.get(f"confidence_{dim}"), (int, float))]
             row[f"{dim}_tie_share"] = _clean(shown.count("tie") / len(shown)) if shown else None
