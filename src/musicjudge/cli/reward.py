@@ -187,12 +187,22 @@ def score_cmd(
     ref_audio: Optional[Path] = typer.Option(None, "--ref-audio", help="Reference audio clip."),
     batch_size: int = typer.Option(64, help="Clips per scoring batch."),
     device: Optional[str] = typer.Option(None, help="Torch device."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Score only shard INDEX/COUNT of the clips (0-based, e.g. $SLURM_ARRAY_TASK_ID/8) into OUT.shards/; the last shard to finish writes OUT. Automatic under accelerate launch/torchrun."),
 ) -> None:
     """Score clips: musicality and alignment per clip; unreadable clips are skipped and recorded."""
-    from musicjudge.reward.scoring import score_to_csv
+    # data-parallel scoring (musicjudge.distributed); a single process is plain score_to_csv
+    from musicjudge.distributed import current_process, run_reward_score_parallel, shutdown
 
-    summary = score_to_csv(audio, out, model=model, text=text, lyrics_file=lyrics, ref_audio=ref_audio,
-                           batch_size=batch_size, device=device)
+    proc = current_process(shard)
+    summary, merged = run_reward_score_parallel(audio, out, shard=shard, model=model, text=text, lyrics_file=lyrics,
+                                                ref_audio=ref_audio, batch_size=batch_size, device=device)
+    shutdown()
+    if not merged:
+        what = f"{summary['missing']} clips are still unscored; run the missing shards again" if summary.get("missing") \
+            else "the last shard to finish writes it"
+        typer.echo(f"{out}: {proc.describe()} scored {summary['scored_now']} of its "
+                   f"{summary['keys']} clips ({summary['skipped_done']} were done); {what}")
+        return
     typer.echo(f"scored {summary['scored']} clips, skipped {summary['failed']} -> {out}")
 
 
