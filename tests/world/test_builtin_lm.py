@@ -109,3 +109,22 @@ def test_refuses_mismatched_files(tmp_path):
         BuiltinLM.from_pretrained(other)
     with pytest.raises(ModelLoadError):
         BuiltinLM.from_pretrained(tmp_path / "nothing")
+
+
+def test_lm_sample_cli_never_clips_a_loud_sample(tmp_path, monkeypatch):
+    """'musicjudge lm sample' writes through musicjudge.audio.write_audio: a decoded wave that
+    peaks above full scale is scaled down, not clipped by the file format."""
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from musicjudge.cli.main import app
+    from musicjudge.lm.builtin import BuiltinLM
+
+    loud = (1.8 * np.sin(2 * np.pi * 220 * np.arange(16000) / 32000)).astype(np.float32)
+    monkeypatch.setattr(BuiltinLM, "generate_audio", lambda self, seconds, **kw: [loud])
+    out = tmp_path / "nested" / "s.flac"
+    result = CliRunner().invoke(app, ["lm", "sample", "--out", str(out), "--seconds", "0.5"])
+    assert result.exit_code == 0, result.output
+    wave, sr = sf.read(out, dtype="float32")
+    assert sr == 32000 and 0.95 < np.abs(wave).max() <= 1.0
+    np.testing.assert_allclose(wave, loud * (np.abs(wave).max() / 1.8), atol=2e-4)  # scaled, same shape

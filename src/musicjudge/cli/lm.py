@@ -54,8 +54,7 @@ def sample_cmd(
     model: str = typer.Option("builtin", "--model", help="'builtin' or a folder made by 'musicjudge lm train'."),
 ) -> None:
     """Sample unconditional music from the built-in LM and decode it to audio."""
-    import soundfile as sf
-
+    from musicjudge.audio import write_audio
     from musicjudge.errors import ConfigError
     from musicjudge.lm.builtin import BuiltinLM
 
@@ -65,9 +64,9 @@ def sample_cmd(
         raise ConfigError(f"--out {out}: use a .wav or .flac file name")
     lm = BuiltinLM.from_pretrained(None if model == "builtin" else model)
     wave = lm.generate_audio(seconds, top_k=top_k, temperature=temperature, seed=seed)[0]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(out, wave, lm.sample_rate)
-    typer.echo(f"wrote {out} ({wave.size / lm.sample_rate:.1f} s, top-k {top_k}, seed {seed})")
+    peak = write_audio(out, wave, lm.sample_rate)  # atomic; a peak above full scale is scaled down, never clipped
+    scaled = f", scaled down from peak {peak:.2f}" if peak > 1 else ""
+    typer.echo(f"wrote {out} ({wave.size / lm.sample_rate:.1f} s, top-k {top_k}, seed {seed}{scaled})")
 
 
 @lm_app.command("card")
