@@ -277,3 +277,21 @@ def test_limit_zero_is_an_error_not_every_clip(tmp_path, audio_dir, capsys):
         main(["probe", "run", "--audio", str(audio_dir), "--out", str(tmp_path / "x"), "--limit", "0"])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and err.startswith("error: --limit 0: ") and "\n" not in err
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--lengths", "0"], "lengths_frames"),
+    (["--onsets", "-1"], "onsets_s"),
+    (["--crop-duration", "-2"], "--crop-duration -2"),
+    ([], "no audio files"),
+])
+def test_profile_settings_and_empty_folders_are_one_line_errors(tmp_path, audio_dir, capsys, args, match):
+    folder = audio_dir
+    if not args:
+        folder = tmp_path / "empty"
+        folder.mkdir()
+    with pytest.raises(SystemExit) as exc:
+        main(["probe", "profile", str(folder), "--out", str(tmp_path / "p.csv"), *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: ") and match in err and err.count("\n") == 1, err
+    assert not (tmp_path / "p.csv").exists()

@@ -160,29 +160,35 @@ def profile_cmd(
     onsets: str = typer.Option("3,5,7", help="Noise onsets in seconds, comma-separated."),
     lengths: str = typer.Option("5,10", help="Short noise lengths in frames, comma-separated."),
     level: float = typer.Option(-20.0, help="Noise level (dBFS)."),
-    crop_duration: Optional[float] = typer.Option(None, help="Crop duration in seconds (default: whole clip)."),
+    crop_duration: Optional[float] = typer.Option(None, help="Crop duration in seconds (default or 0: whole clip)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, mps."),
 ) -> None:
     """Label-free musicality baseline: the profile score of each clip under one model."""
     from musicjudge.audio import list_audio_files
     from musicjudge.lm.loader import load_music_lm
-    from musicjudge.probe.profile import profile_scores
+    from musicjudge.probe.profile import check_profile_settings, profile_scores
 
     paths: list[str] = []
     for a in audio:
         if a.is_dir():
-            paths += [str(p) for p in list_audio_files(a)]
+            found = [str(p) for p in list_audio_files(a)]
+            if not found:
+                raise ConfigError(f"{a}: no audio files found; point it at a folder of .wav/.flac/... files")
+            paths += found
         elif a.exists():
             paths.append(str(a))
         else:
-            raise ConfigError(f"{a}: no such file or folder")
+            raise ConfigError(f"{a}: no such file or folder; check the path")
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"{out}: use a .csv or .parquet file name")
+    onsets_s, lengths_frames = _numbers(onsets, "onsets"), _numbers(lengths, "lengths", int)
+    crop_duration = None if crop_duration == 0 else crop_duration  # 0 = whole clip, as in 'probe run'
+    check_profile_settings(onsets_s=onsets_s, lengths_frames=lengths_frames, crop_duration=crop_duration)
     from musicjudge.distributed import check_device
 
     lm = load_music_lm(model, device=check_device(device))
-    df = profile_scores(lm, paths, onsets_s=_numbers(onsets, "onsets"), lengths_frames=_numbers(lengths, "lengths", int),
-                        level_db=level, crop_duration=crop_duration)
+    df = profile_scores(lm, paths, onsets_s=onsets_s, lengths_frames=lengths_frames, level_db=level,
+                        crop_duration=crop_duration)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False) if out.suffix.lower() == ".csv" else df.to_parquet(out, index=False)
     bad = int((df["error"] != "").sum())

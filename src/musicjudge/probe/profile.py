@@ -314,6 +314,20 @@ def fitting_onsets(onsets_s: Sequence[float], duration_s: float, longest_s: floa
     return (round(max(MIN_ONSET_S, min(min(onsets_s), latest)), 2),)
 
 
+def check_profile_settings(*, onsets_s: Sequence[float], lengths_frames: Sequence[int], crop_start: float = 0.0,
+                           crop_duration: float | None = None) -> None:
+    """ConfigError for settings that would fail every clip (checked before any clip is read)."""
+    from musicjudge.probe.config import _floats, _ints
+
+    _ints("lengths_frames (--lengths)", list(lengths_frames), minimum=1)
+    if not onsets_s or min(_floats("onsets_s (--onsets)", list(onsets_s))) < 0:
+        raise ConfigError(f"onsets_s (--onsets)={list(onsets_s)!r}: give at least one onset, each >= 0 seconds")
+    if _floats("crop_start", crop_start)[0] < 0:
+        raise ConfigError(f"--crop-start {crop_start:g}: must be >= 0 seconds")
+    if crop_duration is not None and not _floats("crop_duration", crop_duration)[0] > 0:
+        raise ConfigError(f"--crop-duration {crop_duration:g}: must be > 0 seconds (or left out for the whole clip)")
+
+
 def profile_scores(
     lm,
     paths: Sequence[str] | Iterable[str],
@@ -351,6 +365,8 @@ def profile_scores(
 
     from musicjudge.audio import audio_info
 
+    check_profile_settings(onsets_s=onsets_s, lengths_frames=lengths_frames, crop_start=crop_start,
+                           crop_duration=crop_duration)
     spec = spec or ProfileScoreSpec()
     scorers: dict[tuple[float, ...], ClipScorer] = {}
 
