@@ -295,3 +295,16 @@ def test_profile_settings_and_empty_folders_are_one_line_errors(tmp_path, audio_
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.startswith("error: ") and match in err and err.count("\n") == 1, err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_setting_the_model_rejects_stops_the_run_instead_of_blaming_every_clip(tmp_path, audio_dir, capsys):
+    out = tmp_path / "run"
+    args = ["probe", "run", "--model", "builtin", "--audio", str(audio_dir), "--out", str(out), *GRID, "--no-report"]
+    with pytest.raises(SystemExit) as exc:  # the built-in LM is unconditional
+        main([*args, "--condition", "calm piano"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exc.value.code == 2 and err.startswith("error: builtin: this model is unconditional")
+    assert not (out / "errors.jsonl").exists()
+    result = cli(*args)  # without the condition the same folder runs
+    assert result.exit_code == 0, result.output
+    assert "3 clip(s) scored" in result.output

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from musicjudge.errors import ConfigError, ManifestError, MusicjudgeError
+from musicjudge.errors import AudioError, ConfigError, ManifestError, MusicjudgeError
 from musicjudge.io import append_jsonl, atomic_write_bytes, atomic_write_json, read_jsonl, stable_hash
 from musicjudge.probe.config import Analysis, ProbeConfig, model_label
 from musicjudge.probe.profile import region_metrics
@@ -288,7 +288,7 @@ class ClipScorer:
                 jobs.append((spec, seed, nseed, info))
                 waves.append(pert)
         if not jobs:
-            raise ConfigError(f"{path or clip_id}: no perturbation could be applied; see errors.jsonl")
+            raise AudioError(f"{path or clip_id}: no perturbation could be applied to this clip; see errors.jsonl")
         orig, perturbed = self._losses(wave, waves, condition)
         self.scored_clips += 1
         orig_frame = orig.frame_curve().double().numpy()
@@ -474,6 +474,8 @@ def run_probe(config: ProbeConfig, out_dir: str | Path, *, lms: dict[str, Any] |
                     rows, curves = scorer.score(wave, clip_id=key.clip_id, path=key.path, condition=condition,
                                                 curves=config.save_curves if config.save_curves != "none" else False,
                                                 on_error=record)
+                except ConfigError:
+                    raise  # a setting this model rejects (e.g. a text condition for an unconditional LM): not the clip's fault
                 except MusicjudgeError as e:
                     append_jsonl(errors_path, {"key": key.key, "model": key.model, "dataset": key.dataset,
                                                "clip_id": key.clip_id, "path": key.path, "perturbation": None,
