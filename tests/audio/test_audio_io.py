@@ -162,3 +162,18 @@ def test_frame_sample_conversions():
         samples_per_frame(32000, 75)
     with pytest.raises(ConfigError):
         to_samples(1, "beats", 32000)
+
+
+def test_out_of_phase_stereo_and_bad_rate_are_named_not_called_silent(tmp_path):
+    sr = 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr)).astype(np.float32)
+    path = tmp_path / "phase.wav"
+    sf.write(path, np.stack([tone, -tone], 1), sr)
+    with pytest.raises(AudioError, match=r"phase\.wav: the channels cancel out when mixed to mono"):
+        load_audio(path)
+    assert load_audio(path, mono=False).shape == (2, sr)  # the channels themselves are fine
+    ok = tmp_path / "ok.wav"
+    sf.write(ok, tone, sr)
+    for rate in (0, -16000):
+        with pytest.raises(ConfigError, match=f"sample_rate={rate}: must be a positive"):
+            load_audio(ok, sample_rate=rate)

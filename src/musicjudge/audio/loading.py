@@ -103,6 +103,8 @@ def load_audio_with_sr(
         raise ConfigError(f"offset={offset!r}: must be a finite number of seconds >= 0")
     if duration is not None and (duration <= 0 or not math.isfinite(duration)):
         raise ConfigError(f"duration={duration!r}: must be a positive number of seconds (or None for the rest)")
+    if sample_rate is not None and int(sample_rate) <= 0:
+        raise ConfigError(f"sample_rate={sample_rate!r}: must be a positive number of Hz (or None for the file's rate)")
     with _open(path) as f:
         sr_file = int(f.samplerate)
         total = int(f.frames)
@@ -146,6 +148,9 @@ def load_audio_with_sr(
         )
     rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
     if rms <= 10 ** (silence_rms_db / 20):
+        if mono and data.shape[1] > 1 and np.sqrt(np.mean(np.square(data, dtype=np.float64))) > 10 ** (silence_rms_db / 20):
+            raise AudioError(f"{path}: the channels cancel out when mixed to mono (one is phase-inverted); "
+                             "fix the channel polarity or export one channel")
         level = "digital silence" if rms == 0 else f"RMS {20 * math.log10(rms):.1f} dBFS"
         raise AudioError(f"{path}: audio is silent ({level}); remove it or check the export")
     sr = sr_file
