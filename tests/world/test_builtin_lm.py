@@ -128,3 +128,19 @@ def test_lm_sample_cli_never_clips_a_loud_sample(tmp_path, monkeypatch):
     wave, sr = sf.read(out, dtype="float32")
     assert sr == 32000 and 0.95 < np.abs(wave).max() <= 1.0
     np.testing.assert_allclose(wave, loud * (np.abs(wave).max() / 1.8), atol=2e-4)  # scaled, same shape
+
+
+@pytest.mark.parametrize("flag, value, match", [
+    ("--threads", "0", "--threads 0: "),
+    ("--lr", "0", "--lr 0"),
+    ("--layers", "0", "--layers 0: "),
+    ("--hidden-size", "30", "--hidden-size 30: "),
+    ("--time-budget", "-1", "--time-budget -1"),
+])
+def test_lm_train_flags_are_checked_before_the_corpus_is_read(tmp_path, capsys, flag, value, match):
+    from musicjudge.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["lm", "train", "--out", str(tmp_path / "lm"), "--corpus", str(tmp_path / "missing.jsonl"), flag, value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith(f"error: {match}") and err.count("\n") == 1, err

@@ -28,13 +28,25 @@ def train_cmd(
 ) -> None:
     """Fit the mel residual-VQ tokenizer and train the MusicGen-architecture LM on the corpus.
     Resumable: re-run the same command after an interruption."""
+    import math
+
     from musicjudge.data.corpus import build_corpus
+    from musicjudge.errors import ConfigError
     from musicjudge.lm.train import TrainConfig, train_builtin
 
     if corpus is not None and corpus_limit is not None:
-        from musicjudge.errors import ConfigError
-
         raise ConfigError("--corpus and --corpus-limit: give one (the limit applies to the cached corpus)")
+    heads = TrainConfig.num_heads
+    for flag, value, ok, need in (
+        ("--threads", threads, threads >= 1, "must be >= 1"),
+        ("--lr", lr, lr > 0 and math.isfinite(lr), "must be a positive learning rate, e.g. 3e-3"),
+        ("--layers", layers, layers >= 1, "must be >= 1"),
+        ("--hidden-size", hidden_size, hidden_size >= heads and hidden_size % heads == 0,
+         f"must be a positive multiple of the {heads} attention heads, e.g. 192"),
+        ("--time-budget", time_budget, time_budget is None or time_budget > 0, "must be > 0 seconds (or left out)"),
+    ):
+        if not ok:
+            raise ConfigError(f"{flag} {value:g}: {need}")
     manifest = corpus or build_corpus(limit=corpus_limit)
     cfg = TrainConfig(seed=seed, steps=steps, batch_size=batch_size, crop_frames=crop_frames, lr=lr,
                       hidden_size=hidden_size, num_layers=layers, ffn_dim=4 * hidden_size, time_budget_s=time_budget,
