@@ -77,3 +77,27 @@ def test_demo_config_names_the_unknown_section(tmp_path):
     p.write_text("noise: {lengths_frames: [5]}\n")
     with pytest.raises(ConfigError, match="unknown section.*noise.*allowed: corpus, datasets, probe"):
         demo_settings(config_path=p)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("corpus: {limit: abc}\n", r"corpus\.limit='abc': expected a number"),
+    ("corpus: {limt: 5}\n", r"corpus: unknown key\(s\) limt; allowed: limit, max_duration_s, seed"),
+    ("probe: {noise: {lengths_frames: [0]}}\n", r"lengths_frames=\[0\]: expected whole numbers"),
+    ("probe: {noize: {}}\n", r"unknown key\(s\) noize"),
+])
+def test_demo_config_mistakes_fail_before_anything_runs(tmp_path, text, match):
+    from musicjudge.data.demo import demo_settings
+
+    p = tmp_path / "demo.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        demo_settings(quick=True, config_path=p)
+
+
+def test_demo_config_overlays_nested_probe_settings(tmp_path):
+    from musicjudge.data.demo import QUICK, demo_settings
+
+    p = tmp_path / "demo.yaml"
+    p.write_text("probe: {noise: {lengths_frames: [5]}}\n")
+    noise = demo_settings(quick=True, config_path=p)["probe"]["noise"]
+    assert noise == {**QUICK["probe"]["noise"], "lengths_frames": [5]}  # the quick onsets etc. are kept

@@ -57,8 +57,32 @@ def demo_settings(quick: bool = False, config_path: str | Path | None = None) ->
     for section, values in data.items():
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: section {section!r} must be a mapping")
+        if section == "probe":
+            settings[section] = _overlay(settings[section], values)
+            continue
+        unknown = sorted(set(values) - set(settings[section]))
+        if unknown:
+            raise ConfigError(f"{path}: {section}: unknown key(s) {', '.join(map(str, unknown))}; allowed: "
+                              f"{', '.join(sorted(settings[section]))}")
+        for key, value in values.items():
+            default = settings[section][key]
+            if (section, key, value) == ("corpus", "limit", None):  # null: the whole corpus
+                continue
+            if isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"{path}: {section}.{key}={value!r}: expected a number like {default!r}")
         settings[section].update(values)
+    from musicjudge.probe.config import ProbeConfig
+
+    ProbeConfig.from_dict(settings["probe"], source=f"{path}: probe")  # fail now, not after corpus + data sets
     return settings
+
+
+def _overlay(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied; nested mappings (noise, shuffle, analysis) key by key."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _overlay(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def run_demo(out_dir: str | Path, *, quick: bool = False, config_path: str | Path | None = None,
