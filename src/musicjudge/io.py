@@ -27,13 +27,21 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+def read_jsonl(path: str | os.PathLike, *, strict: bool = False) -> list[dict[str, Any]]:
     """Read a JSONL file; a malformed line raises ManifestError naming file and line.
-    A truncated *last* line (a crash mid-write) is ignored, so append-only logs stay readable."""
+
+    By default a truncated *last* line (a crash mid-write) is ignored, so musicjudge's own
+    append-only logs stay readable after an interruption. ``strict=True`` is for files a person
+    wrote (manifests): there a broken last line is an error like any other."""
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"{path}: file not found; check the path")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ManifestError(
+            f"{path}: not UTF-8 text (byte {e.start}); expected a JSONL file, one JSON object per line"
+        ) from None
     rows: list[dict[str, Any]] = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -41,7 +49,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            if i == len(lines):  # torn final write of an interrupted run
+            if i == len(lines) and not strict:  # torn final write of an interrupted run
                 break
             raise ManifestError(f"{path}:{i}: invalid JSON ({e.msg}); fix or remove that line") from None
         if not isinstance(row, dict):

@@ -38,3 +38,17 @@ def test_jsonl_malformed_middle_line_names_file_and_line(tmp_path):
 def test_stable_hash_ignores_key_order():
     assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
     assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+def test_strict_mode_rejects_torn_last_line(tmp_path):
+    p = tmp_path / "manifest.jsonl"
+    p.write_text('{"path": "a.wav"}\n{"path": "b.wav"')
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:2"):
+        read_jsonl(p, strict=True)
+
+
+def test_non_utf8_file_is_a_manifest_error(tmp_path):
+    p = tmp_path / "latin1.jsonl"
+    p.write_bytes('{"text": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(ManifestError, match="not UTF-8"):
+        read_jsonl(p)

@@ -160,12 +160,14 @@ def sample_codes(decoder: Any, num_frames: int, *, top_k: "int | Sequence[int | 
     with _restore_threads(threads), torch.inference_mode():
         gen = GenerationConfig(
             do_sample=True, top_k=0, temperature=float(temperature),
-            max_length=max(num_frames, k) + k - 1, pad_token_id=bos, bos_token_id=bos, decoder_start_token_id=bos,
+            # frames + K - 1 new delayed steps revert to at least num_frames frames (cropped below);
+            # max_new_tokens (not max_length) keeps transformers from warning on every call
+            max_new_tokens=max(num_frames, k) + k - 1, pad_token_id=bos, bos_token_id=bos, decoder_start_token_id=bos,
             num_return_sequences=1, num_beams=1, use_cache=True,
         )
         out = decoder.generate(input_ids=start, generation_config=gen,
                                logits_processor=LogitsProcessorList([_RowTopK(row_k)]))
-    # generate() reverts the delay pattern; its output has max_length - K + 1 frames
+    # generate() reverts the delay pattern; its output is cropped to num_frames below
     codes = out.reshape(batch_size, k, -1)[..., :num_frames]
     if codes.shape[-1] != num_frames or int(codes.max()) >= vocab:
         raise RuntimeError(f"sampling returned codes of shape {tuple(codes.shape)}; expected [{batch_size}, {k}, {num_frames}]")

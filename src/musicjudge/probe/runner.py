@@ -99,7 +99,7 @@ def list_clips(dataset_path: str, limit: int | None = None) -> list[tuple[str, s
     elif root.is_file() and root.suffix.lower() in (".jsonl", ".json"):
         clips = []
         seen: set[str] = set()
-        for i, row in enumerate(read_jsonl(root), 1):
+        for i, row in enumerate(read_jsonl(root, strict=True), 1):
             if not isinstance(row.get("path"), str) or not row["path"]:
                 raise ManifestError(f"{root}:{i}: row has no 'path'; every manifest row needs the audio file path")
             path = Path(row["path"])
