@@ -48,15 +48,17 @@ def job(tmp_path_factory):
 
 
 def _same_table(reference: Path, other: Path) -> None:
-    """Same columns, rows and row order; scores within 1e-6 (+ 1e-6 relative: the head's float32
-    output moves by an ulp or two with the batch a clip shares, also between 1-process runs with
-    different --batch-size, and scores reach ~10)."""
+    """Same columns, rows and row order; scores equal to float32 precision (1e-5 absolute +
+    1e-5 relative). Exact equality is not on offer: the head's float32 output moves by an ulp or
+    two with the batch a clip shares (also between 1-process runs with different --batch-size),
+    and a process with a fresh embedding cache recomputes the features with its own thread count
+    (CI saw 1.4e-6 on a score of 0.30)."""
     x, y = pd.read_csv(reference), pd.read_csv(other)
     assert list(x.columns) == list(y.columns) and len(x) == len(y) == 7
     assert x["id"].tolist() == y["id"].tolist()  # same row order
     for col in x.columns:
         if col in FLOAT_COLS:
-            np.testing.assert_allclose(x[col].to_numpy(float), y[col].to_numpy(float), rtol=1e-6, atol=1e-6,
+            np.testing.assert_allclose(x[col].to_numpy(float), y[col].to_numpy(float), rtol=1e-5, atol=1e-5,
                                        equal_nan=True, err_msg=col)
         else:
             assert x[col].astype(str).tolist() == y[col].astype(str).tolist(), col
