@@ -158,7 +158,7 @@ def build_report(results: pd.DataFrame, clips: pd.DataFrame, out_html: Path, *, 
         if path is not None:
             fig_title, caption = FIGURES[name]
             rep.add_figure(fig_title, path, caption)
-    rep.add_table("Original loss", tables["original_loss"], "Mean token loss (nats) of the original clips; CI: bootstrap 95%.")
+    rep.add_table("Original loss table", tables["original_loss"], "Mean token loss (nats) of the original clips; CI: bootstrap 95%.")
     rep.add_table("D by noise length", tables["d_by_length_noise"], "Per model, data set, colour and L (frames).")
     rep.add_table("Correlation of D with L (noise)", tables["correlations_noise"], "scipy.stats pearsonr / spearmanr over (clip, injection) rows.")
     if len(tables["d_by_length_shuffle"]):
