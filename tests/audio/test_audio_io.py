@@ -138,7 +138,6 @@ def test_write_never_clips_silently(tmp_path):
 
 
 def test_list_audio_files_sorted_filtered(tmp_path):
-    sr = 8000
     for rel in ["b/z.wav", "a.flac", "b/a.WAV", "c.mp3", ".hidden.wav", "b/._x.wav", "notes.txt"]:
         p = tmp_path / rel
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,6 @@ def run_cmd(
 ) -> None:
     """Score every clip and perturbation; write results.parquet, curves.parquet, errors, report."""
     from musicjudge.probe.config import DatasetSpec, ProbeConfig
-    from musicjudge.probe.runner import run_probe
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit}: use a whole number of clips >= 1 (leave it out for every clip)")

@@ -16,7 +16,6 @@ stopped when started again with the same arguments.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,7 +56,6 @@ def smooth_targets(targets, smoothing: float):
 def pairwise_bt_loss(score_a, score_b, targets, mask, *, smoothing: float = 0.0, weights=None):
     """Masked Bradley-Terry loss. score_*: [B, D]; targets in {1, 0, 0.5}: [B, D]; mask bool [B, D].
     Returns the mean over labelled entries (0 if none)."""
-    import torch
     import torch.nn.functional as F
 
     y = smooth_targets(targets, smoothing)
