@@ -25,7 +25,8 @@ def probe_config(model_dir: str, audio_dir: str, *, lengths=(5, 10), blocks=(2,)
 def main(out_dir: str, model_dir: str, audio_dir: str, shard: str | None = None) -> None:
     import torch
 
-    from musicjudge.distributed import current_process, run_probe_parallel, shutdown
+    from musicjudge.distributed import current_process, shutdown
+    from musicjudge.probe.parallel import run_probe_parallel
 
     import time
 

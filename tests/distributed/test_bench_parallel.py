@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from musicjudge.distributed import run_bench_parallel
+from musicjudge.bench.parallel import run_bench_parallel
 from tests.distributed.bench_plugins import RmsReward
 
 SR = 16000

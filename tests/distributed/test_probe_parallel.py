@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from musicjudge.audio import write_audio
-from musicjudge.distributed import run_probe_parallel
+from musicjudge.probe.parallel import run_probe_parallel
 from tests.distributed import probe_worker
 
 SR = 32000

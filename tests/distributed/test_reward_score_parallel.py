@@ -14,7 +14,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from musicjudge.cli.main import app
-from musicjudge.distributed import run_reward_score_parallel, score_shard_dir
+from musicjudge.reward.parallel import run_reward_score_parallel, score_shard_dir
 from musicjudge.errors import ConfigError
 from tests.reward.synthetic import SR, tone_melody
 

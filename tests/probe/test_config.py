@@ -60,7 +60,7 @@ def test_bad_yaml_file(tmp_path):
 
 
 def test_config_that_is_not_text_is_a_config_error(tmp_path):
-    from musicjudge.data.demo import demo_settings
+    from musicjudge.demo import demo_settings
 
     p = tmp_path / "clip.yaml"  # e.g. an audio file passed where the YAML goes
     p.write_bytes(b"RIFF\xd0\xff\x00\x00WAVEfmt ")
@@ -71,7 +71,7 @@ def test_config_that_is_not_text_is_a_config_error(tmp_path):
 
 
 def test_demo_config_names_the_unknown_section(tmp_path):
-    from musicjudge.data.demo import demo_settings
+    from musicjudge.demo import demo_settings
 
     p = tmp_path / "demo.yaml"
     p.write_text("noise: {lengths_frames: [5]}\n")
@@ -86,7 +86,7 @@ def test_demo_config_names_the_unknown_section(tmp_path):
     ("probe: {noize: {}}\n", r"unknown key\(s\) noize"),
 ])
 def test_demo_config_mistakes_fail_before_anything_runs(tmp_path, text, match):
-    from musicjudge.data.demo import demo_settings
+    from musicjudge.demo import demo_settings
 
     p = tmp_path / "demo.yaml"
     p.write_text(text)
@@ -95,7 +95,7 @@ def test_demo_config_mistakes_fail_before_anything_runs(tmp_path, text, match):
 
 
 def test_demo_config_overlays_nested_probe_settings(tmp_path):
-    from musicjudge.data.demo import QUICK, demo_settings
+    from musicjudge.demo import QUICK, demo_settings
 
     p = tmp_path / "demo.yaml"
     p.write_text("probe: {noise: {lengths_frames: [5]}}\n")

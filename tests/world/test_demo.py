@@ -43,7 +43,7 @@ def test_demo_rejects_bad_config(tmp_path):
 def test_shipped_demo_configs_equal_the_defaults():
     from pathlib import Path
 
-    from musicjudge.data.demo import FULL, QUICK, demo_settings
+    from musicjudge.demo import FULL, QUICK, demo_settings
 
     root = Path(__file__).resolve().parents[2] / "configs"
     assert demo_settings(False, root / "demo.yaml") == FULL

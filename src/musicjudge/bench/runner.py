@@ -143,7 +143,7 @@ def _duration(path: str) -> float:
     return _DURATIONS[path]
 
 
-def _score_items_of(data: TaskData) -> list[Any]:
+def score_items_of(data: TaskData) -> list[Any]:
     from musicjudge.reward.base import ScoreItem
 
     out = []
@@ -349,7 +349,7 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
 
     datas = [load_task_data(t, limit=limit) for t in bench.tasks]
     errors: list[dict[str, Any]] = [m for d in datas for m in d.missing]
-    all_items = [si for d in datas for si in _score_items_of(d)]
+    all_items = [si for d in datas for si in score_items_of(d)]
     cache = ScoreCache(bm.fingerprint)
     n_scored, failures = score_items(bm, all_items, cache, batch_size=batch_size, progress=progress)
     errors += [{"task": None, "id": None, **f} for f in failures]

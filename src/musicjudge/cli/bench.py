@@ -56,7 +56,8 @@ def run_cmd(
 ) -> None:
     """Evaluate one reward model on a benchmark (scores are cached: re-running costs nothing)."""
     # data-parallel scoring (musicjudge.distributed); a single process is plain run_benchmark
-    from musicjudge.distributed import current_process, run_bench_parallel, shutdown
+    from musicjudge.bench.parallel import run_bench_parallel
+    from musicjudge.distributed import current_process, shutdown
 
     if limit is not None:
         # a subset run is a single-process run (the sharded runner splits whole benchmarks)

@@ -19,7 +19,7 @@ def demo(
     Re-running reuses everything already computed."""
     import time
 
-    from musicjudge.data.demo import run_demo
+    from musicjudge.demo import run_demo
 
     t0 = time.perf_counter()
     report = run_demo(out, quick=quick, config_path=config, threads=threads, log=typer.echo)

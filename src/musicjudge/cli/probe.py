@@ -99,7 +99,9 @@ def run_cmd(
         cfg.crop_duration_s = crop_duration if crop_duration > 0 else None
     # data-parallel (musicjudge.distributed): one process = plain run_probe; several = a share
     # each, and only the last one to finish consolidates, summarises and reports
-    from musicjudge.distributed import check_device, current_process, run_probe_parallel, shutdown
+    from musicjudge.device import check_device
+    from musicjudge.distributed import current_process, shutdown
+    from musicjudge.probe.parallel import run_probe_parallel
 
     check_device(cfg.device, "device" if cfg.device != device else "--device")
     run_dir, consolidated = run_probe_parallel(cfg, out, shard=shard)
@@ -183,7 +185,7 @@ def profile_cmd(
     onsets_s, lengths_frames = _numbers(onsets, "onsets"), _numbers(lengths, "lengths", int)
     crop_duration = None if crop_duration == 0 else crop_duration  # 0 = whole clip, as in 'probe run'
     check_profile_settings(onsets_s=onsets_s, lengths_frames=lengths_frames, crop_duration=crop_duration)
-    from musicjudge.distributed import check_device
+    from musicjudge.device import check_device
 
     lm = load_music_lm(model, device=check_device(device))
     df = profile_scores(lm, paths, onsets_s=onsets_s, lengths_frames=lengths_frames, level_db=level,

@@ -51,7 +51,7 @@ def label_cmd(
     from musicjudge.pseudolabel.label import label_pairs
     from musicjudge.reward.data import read_pairs
 
-    from musicjudge.distributed import check_device
+    from musicjudge.device import check_device
     from musicjudge.errors import ConfigError
 
     check_device(device)
@@ -118,7 +118,7 @@ def generate_cmd(
     if any(v is not None and v < 0 for v in sweep):
         raise ConfigError(f"--top-k {top_k!r}: values must be >= 0")
     check_generation_settings(n=n, top_k_sweep=sweep, duration_s=duration_s, temperature=temperature)
-    from musicjudge.distributed import check_device
+    from musicjudge.device import check_device
 
     check_device(device)
     items = read_prompts(prompts)

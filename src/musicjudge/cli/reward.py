@@ -191,7 +191,8 @@ def score_cmd(
 ) -> None:
     """Score clips: musicality and alignment per clip; unreadable clips are skipped and recorded."""
     # data-parallel scoring (musicjudge.distributed); a single process is plain score_to_csv
-    from musicjudge.distributed import current_process, run_reward_score_parallel, shutdown
+    from musicjudge.distributed import current_process, shutdown
+    from musicjudge.reward.parallel import run_reward_score_parallel
 
     proc = current_process(shard)
     summary, merged = run_reward_score_parallel(audio, out, shard=shard, model=model, text=text, lyrics_file=lyrics,

@@ -99,7 +99,7 @@ def write_scores(out: str | Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def score_to_csv(audio: str | Path, out: str | Path, *, model: str | Any = "builtin", text: str | None = None,
                  lyrics_file: str | Path | None = None, ref_audio: str | Path | None = None, batch_size: int = 64,
                  device: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """``reward score`` in one process (:func:`musicjudge.distributed.run_reward_score_parallel`
+    """``reward score`` in one process (:func:`musicjudge.reward.parallel.run_reward_score_parallel`
     splits the same job across processes)."""
     items = prepare_items(audio, text=text, lyrics_file=lyrics_file, ref_audio=ref_audio)
     reward_model = load_reward_model(model, device=device) if isinstance(model, (str, Path)) else model

@@ -1,6 +1,6 @@
 """Measure the wall-clock speed-up of a data-parallel probe run (not a test; run by hand):
 
-    .venv/bin/python tests/distributed/measure_speedup.py [WORKDIR] [N_CLIPS] [REPEATS] [WITH_THREADS]
+    .venv/bin/python benchmarks/data_parallel_speedup.py [WORKDIR] [N_CLIPS] [REPEATS] [WITH_THREADS]
 
 Builds a small random MusicGen (real architecture) and N synthetic clips, then times the same
 probe job as 1 process x 1 thread and 2 gloo processes x 1 thread (torchrun), and with
@@ -50,7 +50,7 @@ def timed(cmd: list[str], threads: int) -> tuple[float, list[float]]:
     """Wall seconds of the whole command and each process's CPU seconds inside the probe run."""
     import re
 
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(HERE.parents[2])}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(HERE.parents[1])}
     start = time.perf_counter()
     done = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
     cpu = [float(x) for x in re.findall(r"cpu_s=([0-9.]+)", done.stdout)]
@@ -71,7 +71,7 @@ def _scoring_span_s(run_dir: Path) -> float:
 def main(workdir: str = "/tmp/mj-speedup", n_clips: str = "16", repeats: str = "2", with_threads: str = "0") -> None:
     root = Path(workdir)
     model_dir, audio = make_inputs(root, int(n_clips))
-    worker = str(HERE.parent / "probe_worker.py")
+    worker = str(HERE.parents[1] / "tests" / "distributed" / "probe_worker.py")
     runs = {
         "1proc_1thread": ([sys.executable, "-c", _single(1), worker], 1),
         "2proc_1thread": ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
