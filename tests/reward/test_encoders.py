@@ -20,7 +20,10 @@ def _clips(folder, seeds, seconds=2.0):
     return paths
 
 
-def test_builtin_audio_cache_is_hit_on_second_pass(tmp_path, reward_cache):
+def test_builtin_audio_cache_is_hit_on_second_pass(tmp_path, monkeypatch):
+    # a cache of its own: scripts/test.sh keeps .mj-cache between runs, where these clips'
+    # content hashes would already be found and the first pass would count no misses
+    monkeypatch.setenv("MUSICJUDGE_CACHE", str(tmp_path / "cache"))
     paths = _clips(tmp_path, range(3))
     first = BuiltinEncoder(features=("mel", "chroma", "key"))
     emb1 = first.embed_audio(paths)
@@ -43,7 +46,8 @@ def test_builtin_audio_cache_is_hit_on_second_pass(tmp_path, reward_cache):
     assert other.audio_cache.misses == 1
 
 
-def test_text_cache_and_dimensions(reward_cache):
+def test_text_cache_and_dimensions(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUSICJUDGE_CACHE", str(tmp_path / "cache"))  # counts misses: needs an empty cache
     enc = BuiltinEncoder()
     texts = ["a slow chorale for organ", "a fast folk tune on the fiddle", "a slow chorale for organ"]
     emb = enc.embed_text(texts)

@@ -32,6 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence
 
+from musicjudge.audio.tonality import KRUMHANSL_MAJOR, KRUMHANSL_MINOR, PITCH_CLASSES
 from musicjudge.errors import AudioError, ConfigError, MusicjudgeError
 
 if TYPE_CHECKING:  # the reward schema is light, but keep import-time minimal for the CLI
@@ -481,11 +482,7 @@ def _compare(first: float, second: float, margin: float) -> str:
 # Heuristic judge (no model)
 # --------------------------------------------------------------------------------------------
 
-_KEY_NAMES = ["c", "c#", "d", "d#", "e", "f", "f#", "g", "g#", "a", "a#", "b"]
 _ENHARMONIC = {"db": "c#", "eb": "d#", "gb": "f#", "ab": "g#", "bb": "a#"}
-# Krumhansl-Kessler key profiles (major, minor), tonic first.
-_MAJOR = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88]
-_MINOR = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]
 _KEY_RE = re.compile(r"\b([a-g])\s*(#|b|sharp|flat)?\s*(major|minor)\b", re.IGNORECASE)
 
 
@@ -507,16 +504,14 @@ class HeuristicJudge:
     @lru_cache(maxsize=512)
     def _features(path: str) -> tuple[float, tuple[float, ...]]:
         import numpy as np
-        import soundfile as sf
         from scipy import signal
 
-        try:
-            wave, sr = sf.read(path, dtype="float32", always_2d=True)
-        except Exception as e:
-            raise AudioError(f"{path}: cannot read audio ({type(e).__name__}); check the file") from None
-        wave = wave.mean(axis=1)
-        if wave.size < 2048 or not np.all(np.isfinite(wave)) or float(np.max(np.abs(wave))) < 1e-6:
-            raise AudioError(f"{path}: audio is too short, silent or non-finite; regenerate the clip")
+        from musicjudge.audio import load_audio_with_sr
+
+        # the one audio reader: every format, and NaN / silent / unreadable files as AudioError
+        wave, sr = load_audio_with_sr(path)
+        if wave.size < 2048:
+            raise AudioError(f"{path}: clip has {wave.size} samples, too short to judge (needs 2048); regenerate the clip")
         freqs, _, spec = signal.stft(wave, fs=sr, nperseg=2048)
         power = np.abs(spec) ** 2 + 1e-12
         flatness = float(np.mean(np.exp(np.mean(np.log(power), axis=0)) / np.mean(power, axis=0)))
@@ -540,9 +535,9 @@ class HeuristicJudge:
         letter, accidental, mode = match.group(1).lower(), (match.group(2) or "").lower(), match.group(3).lower()
         name = letter + {"#": "#", "sharp": "#", "b": "b", "flat": "b"}.get(accidental, "")
         name = _ENHARMONIC.get(name, name)
-        if name not in _KEY_NAMES:  # e.g. "e#", "cb": use the plain letter
+        if name not in PITCH_CLASSES:  # e.g. "e#", "cb": use the plain letter
             name = letter
-        profile = np.roll(np.array(_MAJOR if mode == "major" else _MINOR), _KEY_NAMES.index(name))
+        profile = np.roll(np.array(KRUMHANSL_MAJOR if mode == "major" else KRUMHANSL_MINOR), PITCH_CLASSES.index(name))
         return float(np.corrcoef(c1, profile)[0, 1] - np.corrcoef(c2, profile)[0, 1])
 
     def judge(self, pair: "PreferencePair", order: str) -> Verdict:

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from musicjudge.audio.tonality import KRUMHANSL_MAJOR, KRUMHANSL_MINOR
 from musicjudge.errors import AudioError, ConfigError, ModelLoadError
 from musicjudge.io import atomic_write_bytes, cache_dir, file_sha256, stable_hash
 
@@ -287,8 +288,8 @@ def minilm(device: str | None = None) -> MiniLMText:
 
 # Krumhansl-Kessler key profiles (major, minor): correlating chroma with all 24 rotations
 # gives key and mode evidence and a tonal-clarity signal (wrong notes blur it).
-_KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+_KK_MAJOR = np.array(KRUMHANSL_MAJOR)
+_KK_MINOR = np.array(KRUMHANSL_MINOR)
 
 STATS_FEATURES = ("mel", "chroma", "key", "rhythm", "texture")
 ALL_BUILTIN_FEATURES = STATS_FEATURES + ("lm",)
