@@ -116,6 +116,23 @@ class HtmlReport:
         self.sections.append(_Section("figure", title, self._anchor(title), data, caption, {"source": source}))
         return self
 
+    def add_audio(self, title: str, clips: Iterable[dict], caption: str = "") -> "HtmlReport":
+        """Audio players, one row per clip: a dict with ``label``, ``audio`` (bytes, embedded as
+        a base64 data URI with ``mime``, default audio/wav; or a str, used as a relative link or
+        URL) and optional ``details`` (text shown next to the player)."""
+        rows = []
+        for clip in clips:
+            audio = clip.get("audio")
+            if isinstance(audio, (bytes, bytearray)):
+                src = f"data:{clip.get('mime', 'audio/wav')};base64," + base64.b64encode(bytes(audio)).decode("ascii")
+            elif isinstance(audio, (str, Path)):
+                src = str(audio)
+            else:
+                raise ConfigError(f"report audio {title!r}: clip {clip.get('label')!r} needs audio bytes or a link")
+            rows.append({"label": str(clip.get("label", "")), "src": src, "details": str(clip.get("details", ""))})
+        self.sections.append(_Section("audio", title, self._anchor(title), rows, caption))
+        return self
+
     def add_config(self, config: dict, title: str = "Configuration") -> "HtmlReport":
         """The effective configuration, as pretty-printed JSON."""
         text = json.dumps(config, indent=2, ensure_ascii=False, default=str, sort_keys=False)
