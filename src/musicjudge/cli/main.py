@@ -12,7 +12,7 @@ from musicjudge import __version__
 from musicjudge.errors import MusicjudgeError
 
 # Modules under musicjudge.cli that add commands/groups; each exposes register(app).
-COMMAND_MODULES = ["score", "lm", "data", "demo", "probe", "reward", "bench", "pseudolabel", "annotate"]
+COMMAND_MODULES = ["score", "lm", "data", "demo", "probe", "reward", "bench", "pseudolabel", "annotate", "eval"]
 
 app = typer.Typer(
     name="musicjudge",
