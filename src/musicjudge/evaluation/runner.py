@@ -179,7 +179,8 @@ def _check_config(out: Path, config: dict[str, Any]) -> None:
     from musicjudge.io import atomic_write_json
 
     path = out / "config.json"
-    scoring = {k: config[k] for k in ("format", "lm", "reward", "profile")}
+    # through JSON, so tuples compare equal to the lists config.json holds
+    scoring = json.loads(json.dumps({k: config[k] for k in ("format", "lm", "reward", "profile")}))
     if path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
