@@ -27,7 +27,8 @@ from musicjudge.errors import ConfigError
 
 DEMO_SETTINGS: dict[str, Any] = {"corpus_limit": 24, "n_prompts": 8, "n_reference": 8, "clip_s": 6.0,
                                  "noise_snr_db": 10.0, "quantise_bits": 5, "seed": 0}
-QUICK_SETTINGS: dict[str, Any] = {**DEMO_SETTINGS, "corpus_limit": 12, "n_prompts": 4, "n_reference": 4}
+# quick: the 8 pieces `musicjudge demo --quick` renders too, so the two share one corpus build
+QUICK_SETTINGS: dict[str, Any] = {**DEMO_SETTINGS, "corpus_limit": 8, "n_prompts": 4, "n_reference": 4}
 
 
 def degrade(wave: np.ndarray, *, snr_db: float, bits: int, seed: int) -> np.ndarray:
@@ -44,7 +45,7 @@ def build_demo_data(folder: str | Path, *, quick: bool = False, progress: bool =
     """Write (or reuse) the demo's prompts, systems and reference under ``folder``; returns
     {"prompts", "rendered", "degraded", "reference"} -> path."""
     from musicjudge.audio import write_audio
-    from musicjudge.data.corpus import build_corpus, load_clip, read_corpus
+    from musicjudge.data.corpus import build_corpus, iter_pieces, load_clip, read_corpus
     from musicjudge.data.datasets import describe
     from musicjudge.data.render import SAMPLE_RATE
     from musicjudge.io import atomic_write_text
@@ -53,12 +54,16 @@ def build_demo_data(folder: str | Path, *, quick: bool = False, progress: bool =
     s = QUICK_SETTINGS if quick else DEMO_SETTINGS
     folder = Path(folder)
     manifest = build_corpus(limit=s["corpus_limit"], progress=progress)
-    rows = sorted((r for r in read_corpus(manifest) if r["duration_s"] >= s["clip_s"]), key=lambda r: r["id"])
+    # The corpus cache may hold more pieces than asked for (other commands extend it): take the
+    # first corpus_limit pieces in corpus order, so the demo is the same on every machine.
+    by_id = {r["id"]: r for r in read_corpus(manifest)}
+    first = [p.id for p in iter_pieces()][: s["corpus_limit"]]
+    rows = [by_id[i] for i in first if i in by_id and by_id[i]["duration_s"] >= s["clip_s"]]
     need = s["n_prompts"] + s["n_reference"]
     if len(rows) < need:
         raise ConfigError(f"{manifest}: {len(rows)} corpus pieces of >= {s['clip_s']:g} s, the eval demo needs {need}; "
-                          "build more with 'musicjudge data corpus --limit 40'")
-    # Spread prompts and reference over the sorted pieces so both mix collections.
+                          "rebuild the corpus with 'musicjudge data corpus'")
+    # Corpus order goes round-robin over collections: alternate prompts and reference so both mix them.
     prompts_rows, reference_rows = rows[0:2 * s["n_prompts"]:2], rows[1:2 * s["n_reference"]:2]
     paths = {name: folder / name for name in ("rendered", "degraded", "reference")}
     for k, row in enumerate(prompts_rows):
