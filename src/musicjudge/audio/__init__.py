@@ -1,4 +1,4 @@
-"""musicjudge.audio: audio file I/O (soundfile), resampling (soxr) and frame/sample maths."""
+"""musicjudge.audio: audio file I/O (soundfile, PyAV), resampling (soxr) and frame/sample maths."""
 
 from musicjudge.audio.frames import (
     DEFAULT_FRAME_RATE,
@@ -11,7 +11,10 @@ from musicjudge.audio.frames import (
 )
 from musicjudge.audio.loading import (
     AUDIO_EXTENSIONS,
+    LOADER_VERSION,
+    PYAV_EXTENSIONS,
     SILENCE_RMS_DB,
+    SNDFILE_EXTENSIONS,
     AudioInfo,
     audio_info,
     list_audio_files,
@@ -24,7 +27,10 @@ from musicjudge.audio.loading import (
 __all__ = [
     "AUDIO_EXTENSIONS",
     "DEFAULT_FRAME_RATE",
+    "LOADER_VERSION",
+    "PYAV_EXTENSIONS",
     "SILENCE_RMS_DB",
+    "SNDFILE_EXTENSIONS",
     "AudioInfo",
     "audio_info",
     "frames_to_samples",
