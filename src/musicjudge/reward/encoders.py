@@ -119,7 +119,12 @@ class AudioTextEncoder:
         ``self.failures`` (``on_error="raise"`` raises its AudioError instead)."""
         paths = [str(p) for p in paths]
         out: list[np.ndarray | None] = [None] * len(paths)
-        folder = cache_dir("embeddings", f"{self.name}-audio-{self.audio_key()}") if self.use_cache else None
+        from musicjudge.audio import LOADER_VERSION
+
+        # the loader version is in the key: a cached embedding must not outlive the checks
+        # (NaN, truncation...) that would now reject its file
+        folder = (cache_dir("embeddings", f"{self.name}-audio-{self.audio_key()}-loader{LOADER_VERSION}")
+                  if self.use_cache else None)
         todo: list[tuple[int, str, Path | None]] = []
         for i, path in enumerate(paths):
             try:
