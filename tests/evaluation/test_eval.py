@@ -145,6 +145,9 @@ def test_cli_errors_and_a_reward_only_run(run, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--demo", "a=" + str(root / "a"), "--out", str(tmp_path / "x")])
     assert "--demo builds its own systems" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "a=" + str(root / "a"), "--lm", "none", "--reward", "none", "--out", str(tmp_path / "x")])
+    assert "nothing to score" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["eval", f"a={root / 'a'}", f"b={root / 'b.jsonl'}", "--lm", "none", "--limit", "2", "--n-boot", "50",
               "--out", str(tmp_path / "cli"), "--examples", "1"])

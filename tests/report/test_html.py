@@ -73,3 +73,18 @@ def test_bad_inputs_raise_one_line_config_errors(tmp_path):
 def test_library_versions_reads_metadata_without_imports():
     v = library_versions(["numpy", "surely-not-installed-pkg"])
     assert v["numpy"] == np.__version__ and v["surely-not-installed-pkg"] == "absent" and v["python"]
+
+
+def test_audio_players_embed_bytes_or_link(tmp_path):
+    rep = HtmlReport("Audio")
+    rep.add_audio("Examples", [
+        {"label": "best <1>", "audio": b"ID3fake-mp3", "mime": "audio/mpeg", "details": "musicality 1.5"},
+        {"label": "linked", "audio": "clips/x.wav"},
+    ], caption="first 10 s")
+    html = rep.render()
+    srcs = re.findall(r'<audio controls preload="none" src="([^"]+)"', html)
+    assert srcs[0] == "data:audio/mpeg;base64," + base64.b64encode(b"ID3fake-mp3").decode()
+    assert srcs[1] == "clips/x.wav"
+    assert "best &lt;1&gt;" in html and "musicality 1.5" in html and "first 10 s" in html
+    with pytest.raises(ConfigError, match="needs audio bytes or a link"):
+        rep.add_audio("Bad", [{"label": "x", "audio": None}])

@@ -231,6 +231,8 @@ def evaluate(
     if not system_paths:
         raise ConfigError("no systems to evaluate; pass NAME=FOLDER_OR_MANIFEST at least once")
     profile = profile or ProfileSettings()
+    if all(spec is None or (isinstance(spec, (str, Path)) and str(spec).lower() == "none") for spec in (lm, reward)):
+        raise ConfigError("--lm none and --reward none leave nothing to score; keep at least one judge")
     if lm is not None and not (isinstance(lm, str) and lm.lower() == "none"):
         from musicjudge.probe.profile import check_profile_settings
 
