@@ -100,7 +100,10 @@ def _check_path(path: Path) -> None:
     if not path.exists():
         raise AudioError(f"{path}: file not found; check the path")
     if path.is_dir():
-        if not os.access(path, os.R_OK | os.X_OK):
+        try:
+            with os.scandir(path):
+                pass
+        except PermissionError:
             raise AudioError(f"{path}: permission denied on this folder, its audio files cannot be listed; "
                              "fix permissions (chmod a+rx)")
         raise AudioError(f"{path}: is a folder, not an audio file; pass a file (or use list_audio_files)")
