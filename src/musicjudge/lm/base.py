@@ -17,6 +17,43 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
+@dataclass(frozen=True)
+class Condition:
+    """What a conditional music LM is conditioned on: a text description and/or a reference
+    recording (``melody``, an audio file path; MusicGen-Melody takes its chroma). Hashable, so
+    a model computes each condition once. A plain ``str`` condition means text only."""
+
+    text: str | None = None
+    melody: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.text is not None and not isinstance(self.text, str):
+            raise ConfigError(f"condition text {self.text!r}: expected a string")
+        object.__setattr__(self, "text", self.text or None)
+        object.__setattr__(self, "melody", str(self.melody) if self.melody else None)
+
+    def __str__(self) -> str:  # what result tables show in their ``condition`` column
+        parts = ([self.text] if self.text else []) + ([f"melody={self.melody}"] if self.melody else [])
+        return " | ".join(parts)
+
+
+def make_condition(text: str | None = None, melody: str | None = None) -> "str | Condition | None":
+    """The condition to pass to a model: the plain text when there is no melody reference (what
+    every text-conditioned model takes), else a :class:`Condition`."""
+    if not melody:
+        return text or None
+    return Condition(text=text, melody=str(melody))
+
+
+def split_condition(condition: "str | Condition | None") -> tuple[str | None, str | None]:
+    """``(text, melody path)`` of any accepted condition value."""
+    if condition is None or isinstance(condition, str):
+        return condition or None, None
+    if isinstance(condition, Condition):
+        return condition.text, condition.melody
+    raise ConfigError(f"condition {condition!r}: expected text or a musicjudge.lm.base.Condition")
+
+
 @dataclass
 class TokenNLL:
     """Per-token NLL (nats) of one clip: ``nll`` float32 ``[K, T]`` (codebook ``k`` of frame
@@ -88,9 +125,9 @@ class MusicLM(Protocol):
 
     def encode_batch(self, waves: Sequence[np.ndarray]) -> list["torch.LongTensor"]: ...
 
-    def token_nll(self, codes: "torch.Tensor", condition: str | None = None) -> TokenNLL: ...
+    def token_nll(self, codes: "torch.Tensor", condition: "str | Condition | None" = None) -> TokenNLL: ...
 
-    def token_nll_batch(self, codes: Sequence["torch.Tensor"], condition: str | None = None) -> list[TokenNLL]: ...
+    def token_nll_batch(self, codes: Sequence["torch.Tensor"], condition: "str | Condition | None" = None) -> list[TokenNLL]: ...
 
 
 class DelayPatternLM:
@@ -101,7 +138,8 @@ class DelayPatternLM:
     ``self.bos_token_id`` (the decoder-start token that fills the BOS frame and delay slots),
     and implements :meth:`encode` (mono float32 wave at ``sample_rate`` -> LongTensor ``[K, T]``).
     It may override :meth:`conditioning` (default: unconditional, no cross-attention),
-    :meth:`encode_batch` and :attr:`lookahead_frames`. Everything else -- token NLL, batched
+    :meth:`condition_prefix` (states the decoder reads *before* the BOS frame, for prefix-conditioned
+    models such as MusicGen-Melody), :meth:`encode_batch` and :attr:`lookahead_frames`. Everything else -- token NLL, batched
     NLL, the shared-prefix perturbation engine -- comes from here and goes through
     :func:`musicjudge.lm.scoring.decoder_token_nll`'s delay-pattern layout.
     """
@@ -146,12 +184,22 @@ class DelayPatternLM:
     def encode_batch(self, waves: Sequence[np.ndarray]) -> list["torch.LongTensor"]:
         return [self.encode(w) for w in waves]
 
-    def conditioning(self, condition: str | None) -> tuple["torch.Tensor | None", "torch.Tensor | None"]:
+    def conditioning(self, condition: "str | Condition | None") -> tuple["torch.Tensor | None", "torch.Tensor | None"]:
         """``(encoder_hidden_states [1, S, D], encoder_attention_mask [1, S])`` for the decoder's
         cross-attention, or ``(None, None)`` for an unconditional decoder."""
-        if condition:
-            raise ConfigError(f"{self.name}: this model is unconditional; drop the text condition {condition!r}")
+        text, melody = split_condition(condition)
+        if melody:
+            raise ConfigError(f"{self.name}: this model takes no melody condition; drop --melody {melody} "
+                              "(or use a MusicGen-Melody checkpoint)")
+        if text:
+            raise ConfigError(f"{self.name}: this model is unconditional; drop the text condition {text!r}")
         return None, None
+
+    def condition_prefix(self, condition: "str | Condition | None") -> "torch.Tensor | None":
+        """Embeddings ``[1, P, D]`` the decoder reads before the BOS frame (its positions
+        ``0 .. P-1``; the codes follow at ``P ..``), or ``None`` (no prefix: cross-attention or
+        unconditional models)."""
+        return None
 
     # ----------------------------------------------------------------- helpers
     def check_wave(self, wave: np.ndarray, source: str = "<wave>") -> np.ndarray:
@@ -183,7 +231,7 @@ class DelayPatternLM:
             raise ConfigError(f"codes: values must lie in [0, {self.codebook_size}); were they made by this model's codec?")
         return codes.long()
 
-    def _condition_tensors(self, condition: str | None):
+    def _condition_tensors(self, condition: "str | Condition | None"):
         cache = self.__dict__.setdefault("_condition_cache", {})
         if condition not in cache:
             if len(cache) > 16:
@@ -191,13 +239,30 @@ class DelayPatternLM:
             cache[condition] = self.conditioning(condition)
         return cache[condition]
 
+    def _condition_prefix_kv(self, condition: "str | Condition | None"):
+        """Per-layer ``(keys, values)`` ``[1, heads, P, head_dim]`` of :meth:`condition_prefix`
+        (computed once per condition), or ``None``. Scoring starts every decoder pass from them,
+        which is exact: the prefix precedes the codes and attention is causal."""
+        cache = self.__dict__.setdefault("_prefix_kv_cache", {})
+        if condition not in cache:
+            import torch
+
+            from musicjudge.lm.scoring import prefix_key_values
+
+            if len(cache) >= 4:  # a big model's prefix KV is ~100 MB; per-clip texts must not pile up
+                cache.clear()
+            prefix = self.condition_prefix(condition)
+            with torch.inference_mode():
+                cache[condition] = None if prefix is None else prefix_key_values(self.decoder, prefix)
+        return cache[condition]
+
     # ----------------------------------------------------------------- scoring
-    def token_nll(self, codes: "torch.Tensor", condition: str | None = None) -> TokenNLL:
+    def token_nll(self, codes: "torch.Tensor", condition: "str | Condition | None" = None) -> TokenNLL:
         """Teacher-forced per-token NLL ``[K, T]`` of one clip's codes."""
         return self.token_nll_batch([codes], condition=condition)[0]
 
     def token_nll_batch(
-        self, codes: Sequence["torch.Tensor"], condition: str | None = None, batch_size: int = 8
+        self, codes: Sequence["torch.Tensor"], condition: "str | Condition | None" = None, batch_size: int = 8
     ) -> list[TokenNLL]:
         """Score several clips (any lengths): right-padded batches, masks mark the valid frames."""
         import torch
@@ -206,6 +271,7 @@ class DelayPatternLM:
 
         items = [self.check_codes(c) for c in codes]
         hidden, hidden_mask = self._condition_tensors(condition)
+        prefix_kv = self._condition_prefix_kv(condition)
         results: list[TokenNLL | None] = [None] * len(items)
         order = sorted(range(len(items)), key=lambda i: items[i].shape[1])  # similar lengths together
         with torch.inference_mode():
@@ -225,6 +291,7 @@ class DelayPatternLM:
                     encoder_attention_mask=hidden_mask,
                     lengths=lengths,
                     chunk_size=self.chunk_size,
+                    prefix_key_values=prefix_kv,
                 )
                 nll = torch.where(out.mask, out.nll, torch.full_like(out.nll, float("nan"))).cpu()
                 for row, i in enumerate(idx):

@@ -89,7 +89,14 @@ def score_code_perturbations(
     ``positions_computed``) and the per-perturbation ``spans``."""
     import torch
 
-    from musicjudge.lm.scoring import codebook_delays, delayed_input_ids, heads_nll, run_decoder
+    from musicjudge.lm.scoring import (
+        cache_from_key_values,
+        codebook_delays,
+        delayed_input_ids,
+        heads_nll,
+        prefix_length,
+        run_decoder,
+    )
 
     if horizon is not None and horizon < 0:
         raise ConfigError(f"horizon {horizon}: must be >= 0 frames (or None for the whole clip)")
@@ -111,6 +118,10 @@ def score_code_perturbations(
     # predicted-at position of code (k, t): t + delay_k
     position_of = torch.arange(num_frames)[None, :] + torch.tensor(delays)[:, None]  # [K, T]
     states, states_mask = lm._condition_tensors(condition)
+    # a prefix-conditioned model (MusicGen-Melody) starts every pass from the condition's cached
+    # keys/values; cache index = offset + delayed position
+    prefix = lm._condition_prefix_kv(condition) if hasattr(lm, "_condition_prefix_kv") else None
+    offset = prefix_length(prefix)
 
     spans = [diff_span(original, codes, delays, horizon) for codes in perturbed]
     computed = num_positions
@@ -118,6 +129,7 @@ def score_code_perturbations(
         seq0 = delayed_input_ids(decoder, original[None].to(device), bos_token_id=lm.bos_token_id)
         hidden0, cache0 = run_decoder(decoder, seq0[..., :num_positions], encoder_hidden_states=states,
                                       encoder_attention_mask=states_mask, use_cache=True,
+                                      cache=None if prefix is None else cache_from_key_values(prefix, 1),
                                       chunk_size=lm.chunk_size)
         nll0 = heads_nll(decoder, hidden0, original[None].to(device))[0][0].cpu()  # [K, T]
         prefix_kv = [(layer.keys, layer.values) for layer in cache0.self_attention_cache.layers]
@@ -135,7 +147,7 @@ def score_code_perturbations(
             seqs = delayed_input_ids(decoder, torch.stack(list(codes.values())), bos_token_id=lm.bos_token_id)
             seqs = dict(zip(idx, seqs))
             parts = _sweep(decoder, prefix_kv, seqs, {i: spans[i] for i in idx}, states, states_mask,
-                           lm.chunk_size)
+                           lm.chunk_size, offset)
             for i in idx:
                 span = spans[i]
                 start = span.first_position
@@ -166,7 +178,7 @@ def score_code_perturbations(
     return TokenNLL(nll=nll0, mask=torch.ones_like(nll0, dtype=torch.bool)), results  # type: ignore[return-value]
 
 
-def _sweep(decoder, prefix_kv, seqs, spans, states, states_mask, chunk_size):
+def _sweep(decoder, prefix_kv, seqs, spans, states, states_mask, chunk_size, offset=0):
     """Decoder states of several perturbed clips at their own positions
     ``[first_position, stop_position)`` in one left-to-right sweep over positions.
 
@@ -174,9 +186,12 @@ def _sweep(decoder, prefix_kv, seqs, spans, states, states_mask, chunk_size):
     one batch from a shared KV cache. A clip *joins* at its first differing position with the
     original's cached keys/values up to there (its prefix is the original's) and *leaves* at
     its stop; so no position is computed twice or in vain, whatever the mix of onsets and
-    lengths. Returns ``{clip: hidden [stop - first, D]}``."""
+    lengths. ``offset``: condition-prefix positions held at the start of ``prefix_kv``.
+    Returns ``{clip: hidden [stop - first, D]}``."""
     import torch
     from transformers import DynamicCache, EncoderDecoderCache
+
+    from musicjudge.lm.scoring import self_attention_cache
 
     starts = {i: span.first_position for i, span in spans.items()}
     stops = {i: span.stop_position for i, span in spans.items()}
@@ -195,8 +210,8 @@ def _sweep(decoder, prefix_kv, seqs, spans, states, states_mask, chunk_size):
             kv = [(k[keep], v[keep]) for k, v in kv] if rows else None
         joiners = [i for i in spans if starts[i] == a]
         if joiners:
-            new = [(k[:, :, :a].expand(len(joiners), -1, -1, -1), v[:, :, :a].expand(len(joiners), -1, -1, -1))
-                   for k, v in prefix_kv]
+            new = [(k[:, :, : offset + a].expand(len(joiners), -1, -1, -1),
+                    v[:, :, : offset + a].expand(len(joiners), -1, -1, -1)) for k, v in prefix_kv]
             kv = new if kv is None else [(torch.cat([k0, k1]), torch.cat([v0, v1]))
                                          for (k0, v0), (k1, v1) in zip(kv, new)]
             rows = rows + joiners
@@ -204,7 +219,7 @@ def _sweep(decoder, prefix_kv, seqs, spans, states, states_mask, chunk_size):
             continue
         batch = len(rows)
         inputs = torch.stack([seqs[i][:, a:b] for i in rows])  # [batch, K, b - a]
-        cache = EncoderDecoderCache(_self_attention_cache(kv), DynamicCache())
+        cache = EncoderDecoderCache(self_attention_cache(kv), DynamicCache())
         out = decoder.model(
             input_ids=inputs.reshape(batch * inputs.shape[1], b - a),
             encoder_hidden_states=None if states is None else states.expand(batch, *states.shape[1:]),
@@ -217,23 +232,6 @@ def _sweep(decoder, prefix_kv, seqs, spans, states, states_mask, chunk_size):
             parts[i].append(out.last_hidden_state[r])
     # a clip whose only change is the very last target has nothing to decode beyond the prefix
     return {i: torch.cat(p, dim=0) if p else None for i, p in parts.items()}
-
-
-def _self_attention_cache(kv):
-    """A DynamicCache holding ``kv`` as is. (``DynamicCache(ddp_cache_data=kv)`` would copy
-    every tensor once more -- measurable on CPU, where the sweep is bound by these copies.)"""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
-    layers = []
-    for keys, values in kv:
-        layer = DynamicLayer()
-        layer.lazy_initialization(keys, values)
-        layer.keys, layer.values = keys, values
-        layers.append(layer)
-    cache = DynamicCache()
-    cache.layers = layers
-    return cache
 
 
 def score_perturbations(

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from musicjudge.errors import ConfigError, ModelLoadError
-from musicjudge.lm.base import DelayPatternLM
+from musicjudge.lm.base import DelayPatternLM, split_condition
 
 #: text-encoder vocabulary of the tiny test model (word level; real checkpoints ship T5's)
 TINY_WORDS = (
@@ -52,7 +52,12 @@ def resolve_dtype(dtype: Any = None, device: str = "cpu"):
 
 
 class MusicGenLM(DelayPatternLM):
-    """A MusicGen checkpoint (small/medium/large/stereo) as a :class:`~musicjudge.lm.base.MusicLM`."""
+    """A MusicGen checkpoint (small/medium/large/stereo) as a :class:`~musicjudge.lm.base.MusicLM`.
+    :meth:`from_pretrained` hands MusicGen-Melody checkpoints to
+    :class:`~musicjudge.lm.musicgen_melody.MusicGenMelodyLM`."""
+
+    #: ``model_type`` of the checkpoints this class loads
+    model_type = "musicgen"
 
     def __init__(self, model: Any, tokenizer: Any = None, name: str = "musicgen"):
         self.model = model.eval()
@@ -97,23 +102,24 @@ class MusicGenLM(DelayPatternLM):
     @classmethod
     def _load(cls, name_or_path: str, device: str, torch_dtype: Any, attn_implementation: str) -> "MusicGenLM":
         import torch
-        from transformers import AutoConfig, MusicgenForConditionalGeneration
+        from transformers import AutoConfig
 
         try:
             config = AutoConfig.from_pretrained(name_or_path)
         except Exception as e:  # noqa: BLE001 - hub/filesystem errors come in many types
             raise ModelLoadError(f"{name_or_path}: cannot load config ({_first_line(e)}); "
                                  "check the id/path (offline: use a local directory)") from None
-        if config.model_type == "musicgen_melody":
-            raise ModelLoadError(f"{name_or_path}: MusicGen-Melody (prefix-conditioned) is not supported yet; "
-                                 "use a musicgen small/medium/large checkpoint")
-        if config.model_type != "musicgen":
+        if config.model_type == "musicgen_melody" and cls.model_type != "musicgen_melody":
+            from musicjudge.lm.musicgen_melody import MusicGenMelodyLM
+
+            return MusicGenMelodyLM._load(name_or_path, device, torch_dtype, attn_implementation)
+        if config.model_type != cls.model_type:
             raise ModelLoadError(f"{name_or_path}: model_type {config.model_type!r} is not MusicGen; "
                                  "use load_music_lm('module:Class') for other models")
         try:
             # load in float32 and cast only the LM parts: EnCodec's codes must not depend on
             # the scoring dtype (loading it in bf16 and casting back changes them)
-            model = MusicgenForConditionalGeneration.from_pretrained(
+            model = cls._model_class().from_pretrained(
                 name_or_path, dtype=torch.float32,
                 attn_implementation={"decoder": attn_implementation, "text_encoder": attn_implementation,
                                      "audio_encoder": "eager"},
@@ -122,10 +128,21 @@ class MusicGenLM(DelayPatternLM):
             raise ModelLoadError(f"{name_or_path}: cannot load MusicGen weights ({_first_line(e)}); "
                                  "re-download or re-save the checkpoint") from None
         if torch_dtype != torch.float32:
-            for part in (model.decoder, model.text_encoder, getattr(model, "enc_to_dec_proj", None)):
+            for part in (model.decoder, model.text_encoder, getattr(model, "enc_to_dec_proj", None),
+                         getattr(model, "audio_enc_to_dec_proj", None)):
                 if part is not None:
                     part.to(torch_dtype)
         model.to(device)
+        return cls._from_loaded(model, name_or_path)
+
+    @classmethod
+    def _model_class(cls):
+        from transformers import MusicgenForConditionalGeneration
+
+        return MusicgenForConditionalGeneration
+
+    @classmethod
+    def _from_loaded(cls, model: Any, name_or_path: str) -> "MusicGenLM":
         return cls(model, tokenizer=_load_tokenizer(name_or_path), name=str(name_or_path))
 
     # ------------------------------------------------------------------ codec
@@ -184,6 +201,10 @@ class MusicGenLM(DelayPatternLM):
         projected by ``enc_to_dec_proj`` when sizes differ, multiplied by the attention mask."""
         import torch
 
+        condition, melody = split_condition(condition)
+        if melody:
+            raise ConfigError(f"{self.name}: MusicGen has no melody conditioning; use a MusicGen-Melody "
+                              f"checkpoint (e.g. facebook/musicgen-melody) or drop --melody {melody}")
         with torch.inference_mode():
             if condition is None or condition == "":
                 null = self.model.get_unconditional_inputs(num_samples=1)
@@ -278,27 +299,13 @@ def build_tiny_musicgen(
     Returns the model; with ``out_dir`` also saves model (safetensors), generation config and
     tokenizer there, loadable by :meth:`MusicGenLM.from_pretrained`."""
     import torch
-    from transformers import (
-        EncodecConfig,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        T5Config,
-    )
+    from transformers import MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration
 
     torch.manual_seed(seed)
-    nbits = int(math.log2(codebook_size))
-    if 2**nbits != codebook_size:
-        raise ConfigError(f"codebook_size {codebook_size}: must be a power of 2")
+    text, codec = _tiny_configs(codebook_size=codebook_size, num_codebooks=num_codebooks,
+                                text_hidden_size=text_hidden_size, sample_rate=sample_rate,
+                                upsampling_ratios=upsampling_ratios)
     hop = int(np.prod(upsampling_ratios))
-    frame_rate = math.ceil(sample_rate / hop)
-    text = T5Config(vocab_size=len(TINY_WORDS) + 3, d_model=text_hidden_size, d_kv=8, d_ff=32, num_layers=1,
-                    num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    codec = EncodecConfig(
-        sampling_rate=sample_rate, upsampling_ratios=list(upsampling_ratios), num_filters=4, hidden_size=16,
-        codebook_size=codebook_size, codebook_dim=16, target_bandwidths=[num_codebooks * nbits * frame_rate / 1000],
-        use_causal_conv=False, normalize=False, num_lstm_layers=1, use_conv_shortcut=False, chunk_length_s=None,
-    )
     decoder = MusicgenDecoderConfig(
         vocab_size=codebook_size, num_codebooks=num_codebooks * audio_channels, audio_channels=audio_channels,
         hidden_size=hidden_size,
@@ -314,32 +321,60 @@ def build_tiny_musicgen(
         model = MusicgenForConditionalGeneration(config).eval()
     finally:
         hf_logging.set_verbosity(verbosity)
-    with torch.no_grad():
-        # HF initialises EnCodec codebooks to zeros (every code would be 0). Seed each residual
-        # codebook with residual vectors of real encoder outputs (one k-means-free step), so
-        # different audio gives different codes in every codebook.
-        probe = torch.randn(4, 1, hop * 100) * 0.1
-        residual = model.audio_encoder.encoder(probe).transpose(1, 2).reshape(-1, 16)
-        for layer in model.audio_encoder.quantizer.layers:
-            pick = torch.randperm(residual.shape[0])[:codebook_size]
-            book = residual[pick] + 1e-3 * torch.randn(codebook_size, 16)
-            layer.codebook.embed.copy_(book)
-            layer.codebook.embed_avg.copy_(book)
-            nearest = torch.cdist(residual, book).argmin(-1)
-            residual = residual - book[nearest]
-    gen = model.generation_config
-    gen.decoder_start_token_id = codebook_size
-    gen.pad_token_id = codebook_size
-    gen.bos_token_id = codebook_size
-    gen.guidance_scale = None
-    gen.do_sample = False
-    gen.max_length = 256
+    _seed_codebooks(model.audio_encoder, hop, codebook_size)
+    _tiny_generation_config(model.generation_config, codebook_size)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out_dir)
         _tiny_tokenizer().save_pretrained(out_dir)
     return model
+
+
+def _tiny_configs(*, codebook_size: int, num_codebooks: int, text_hidden_size: int, sample_rate: int,
+                  upsampling_ratios: Sequence[int]):
+    """(T5 text encoder, EnCodec) configs of the tiny test models."""
+    from transformers import EncodecConfig, T5Config
+
+    nbits = int(math.log2(codebook_size))
+    if 2**nbits != codebook_size:
+        raise ConfigError(f"codebook_size {codebook_size}: must be a power of 2")
+    frame_rate = math.ceil(sample_rate / int(np.prod(upsampling_ratios)))
+    text = T5Config(vocab_size=len(TINY_WORDS) + 3, d_model=text_hidden_size, d_kv=8, d_ff=32, num_layers=1,
+                    num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    codec = EncodecConfig(
+        sampling_rate=sample_rate, upsampling_ratios=list(upsampling_ratios), num_filters=4, hidden_size=16,
+        codebook_size=codebook_size, codebook_dim=16, target_bandwidths=[num_codebooks * nbits * frame_rate / 1000],
+        use_causal_conv=False, normalize=False, num_lstm_layers=1, use_conv_shortcut=False, chunk_length_s=None,
+    )
+    return text, codec
+
+
+def _seed_codebooks(audio_encoder: Any, hop: int, codebook_size: int) -> None:
+    import torch
+
+    with torch.no_grad():
+        # HF initialises EnCodec codebooks to zeros (every code would be 0). Seed each residual
+        # codebook with residual vectors of real encoder outputs (one k-means-free step), so
+        # different audio gives different codes in every codebook.
+        probe = torch.randn(4, 1, hop * 100) * 0.1
+        residual = audio_encoder.encoder(probe).transpose(1, 2).reshape(-1, 16)
+        for layer in audio_encoder.quantizer.layers:
+            pick = torch.randperm(residual.shape[0])[:codebook_size]
+            book = residual[pick] + 1e-3 * torch.randn(codebook_size, 16)
+            layer.codebook.embed.copy_(book)
+            layer.codebook.embed_avg.copy_(book)
+            nearest = torch.cdist(residual, book).argmin(-1)
+            residual = residual - book[nearest]
+
+
+def _tiny_generation_config(gen: Any, codebook_size: int) -> None:
+    gen.decoder_start_token_id = codebook_size
+    gen.pad_token_id = codebook_size
+    gen.bos_token_id = codebook_size
+    gen.guidance_scale = None
+    gen.do_sample = False
+    gen.max_length = 256
 
 
 def _tiny_tokenizer():

@@ -122,6 +122,49 @@ def run_decoder(
     return torch.cat(pieces, dim=1), cache
 
 
+def self_attention_cache(kv):
+    """A DynamicCache holding per-layer ``(keys, values)`` as they are. (``DynamicCache(
+    ddp_cache_data=kv)`` would copy every tensor once more -- measurable on CPU.) Updates
+    concatenate into new tensors, so ``kv`` itself is never modified and can be shared."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    layers = []
+    for keys, values in kv:
+        layer = DynamicLayer()
+        layer.lazy_initialization(keys, values)
+        layer.keys, layer.values = keys, values
+        layers.append(layer)
+    cache = DynamicCache()
+    cache.layers = layers
+    return cache
+
+
+def prefix_key_values(decoder: "MusicgenForCausalLM", prefix: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer self-attention ``(keys, values)`` ``[1, heads, P, head_dim]`` of condition
+    embeddings ``prefix`` ``[1, P, D]`` fed at decoder positions ``0 .. P-1``.
+
+    This is the prefix MusicGen-Melody's decoder builds by concatenating the condition before the
+    code embeddings (``torch.cat([encoder_hidden_states, inputs_embeds], 1)``, positional
+    embeddings added to both). Decoding the codes from these cached keys/values is the same
+    computation, since attention is causal: the prefix never sees the codes."""
+    out = decoder.model(inputs_embeds=prefix.to(decoder.device, decoder.dtype), use_cache=True)
+    return [(layer.keys, layer.values) for layer in out.cache.self_attention_cache.layers]
+
+
+def cache_from_key_values(kv, batch: int):
+    """A fresh decoder cache that starts from ``kv`` (batch 1, shared by all ``batch`` rows)."""
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    expanded = [(k.expand(batch, *k.shape[1:]), v.expand(batch, *v.shape[1:])) for k, v in kv]
+    return EncoderDecoderCache(self_attention_cache(expanded), DynamicCache())
+
+
+def prefix_length(kv) -> int:
+    """Positions held by a prefix ``kv`` (0 for ``None``)."""
+    return 0 if kv is None else int(kv[0][0].shape[-2])
+
+
 def heads_nll(
     decoder: "MusicgenForCausalLM",
     hidden: torch.Tensor,
@@ -174,6 +217,7 @@ def decoder_token_nll(
     return_hidden: bool = False,
     return_cache: bool = False,
     chunk_size: int | None = None,
+    prefix_key_values: list | None = None,
 ) -> DecoderNLL:
     """Teacher-forced NLL (nats) of every code, aligned to frames.
 
@@ -183,7 +227,9 @@ def decoder_token_nll(
     needs no attention mask. ``encoder_hidden_states``/``encoder_attention_mask``: the
     (already projected) condition for cross-attention, batch 1 or B; ``None`` for an
     unconditional decoder. ``chunk_size``: feed positions in causal chunks through the KV cache
-    (inference on long clips; do not combine with training).
+    (inference on long clips; do not combine with training). ``prefix_key_values``: per-layer
+    keys/values of a condition prefix (:func:`prefix_key_values`, batch 1) that the decoder
+    reads before the BOS frame (MusicGen-Melody); logits are those of the code positions only.
 
     For training: ``out = decoder_token_nll(...); out.loss.backward()`` -- ``loss`` is the mean
     over valid tokens of all codebooks (MusicGen's objective averages per-codebook
@@ -206,6 +252,7 @@ def decoder_token_nll(
         inputs,
         encoder_hidden_states=_expand_batch(encoder_hidden_states, batch),
         encoder_attention_mask=_expand_batch(encoder_attention_mask, batch),
+        cache=None if prefix_key_values is None else cache_from_key_values(prefix_key_values, batch),
         use_cache=return_cache,
         chunk_size=chunk_size,
     )
