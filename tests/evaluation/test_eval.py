@@ -158,3 +158,25 @@ def test_cli_errors_and_a_reward_only_run(run, tmp_path, capsys):
     assert clips["alignment"].isna().all()  # no prompts and no manifest text: nothing to align to
     # without --prompts clips pair up by id: a's are p0, p1, b's manifest ids b-0, b-1, so no pairs
     assert set(pd.read_csv(tmp_path / "cli" / "winrates.csv")["n"]) == {0}
+
+
+class _FragileReward:
+    """A plugin reward model that crashes on any batch containing a clip named 'p1'."""
+
+    name = "fragile"
+
+    def score(self, items):
+        if any(it.audio.endswith("p1.wav") for it in items):
+            raise RuntimeError("backend crashed")
+        return {"musicality": np.array([float(len(it.audio)) for it in items]),
+                "alignment": np.zeros(len(items))}
+
+
+def test_a_reward_plugin_crash_is_isolated_to_its_clip(run, tmp_path):
+    root = run[0]
+    result = evaluate({"a": root / "a"}, tmp_path / "out", lm="none", reward=_FragileReward(), n_boot=20,
+                      progress=False, log=lambda _: None)
+    clips = pd.read_parquet(tmp_path / "out" / "clips.parquet").set_index("id")
+    assert clips.loc["p1", "status"] == "failed" and "RuntimeError: backend crashed" in clips.loc["p1", "error"]
+    assert clips.loc[["p0", "p2"], "musicality"].notna().all()
+    assert result.results["distances"] == []  # no audio encoder: no distances, and no crash

@@ -80,11 +80,11 @@ def audio_embedder(reward_model: Any) -> Callable[[list[str]], tuple[np.ndarray,
         mean = np.asarray(head.audio_mean.detach().cpu().numpy(), dtype=np.float64)
         std = np.asarray(head.audio_std.detach().cpu().numpy(), dtype=np.float64)
 
-    def embed(paths: list[str]) -> tuple[np.ndarray, dict[str, str]]:
+    def embed(paths: list[str], progress: bool = False) -> tuple[np.ndarray, dict[str, str]]:
         failures = getattr(encoder, "failures", None)
         if isinstance(failures, dict):
             failures.clear()
-        emb = np.asarray(encoder.embed_audio(paths), dtype=np.float64)
+        emb = np.asarray(encoder.embed_audio(paths, progress=progress), dtype=np.float64)
         if mean is not None and emb.shape[1:] == mean.shape:
             emb = (emb - mean) / std
         return emb, dict(getattr(encoder, "failures", {}) or {})
@@ -120,8 +120,14 @@ def _score_chunk(system: str, chunk: list[tuple[Clip, Prompt | None]], lm, rewar
             scores = check_scores(reward_model.score(items), n)
             musicality, alignment = scores["musicality"], scores["alignment"].copy()
             reward_errors = dict(getattr(reward_model, "failures", {}) or {})
-        except MusicjudgeError as e:  # the whole call failed: record it on every clip of the chunk
-            reward_errors = {c.path: f"reward model: {e}" for c, _ in chunk}
+        except Exception:  # noqa: BLE001 - a plugin may raise anything; find the clip(s) that break it
+            for k, item in enumerate(items):
+                try:
+                    one = check_scores(reward_model.score([item]), 1)
+                    musicality[k], alignment[k] = one["musicality"][0], one["alignment"][0]
+                    reward_errors.update(getattr(reward_model, "failures", {}) or {})
+                except Exception as e:  # noqa: BLE001 - record and go on with the other clips
+                    reward_errors[item.audio] = f"{item.audio}: reward model failed ({type(e).__name__}: {e})"[:500]
         if embed is not None:
             emb, failures = embed([c.path for c, _ in chunk])
             for k, (c, _) in enumerate(chunk):
@@ -153,9 +159,12 @@ def _score_chunk(system: str, chunk: list[tuple[Clip, Prompt | None]], lm, rewar
         if lm is not None and row["duration_s"] is not None:  # readable audio: the LM may still score it
             from musicjudge.probe.profile import profile_scores
 
-            prof = profile_scores(lm, [clip.path], onsets_s=profile.onsets_s, lengths_frames=profile.lengths_frames,
-                                  level_db=profile.level_db, crop_duration=profile.crop_duration,
-                                  progress=False).iloc[0]
+            try:
+                prof = profile_scores(lm, [clip.path], onsets_s=profile.onsets_s, lengths_frames=profile.lengths_frames,
+                                      level_db=profile.level_db, crop_duration=profile.crop_duration,
+                                      progress=False).iloc[0]
+            except Exception as e:  # noqa: BLE001 - profile_scores records user errors itself; this is an LM crash
+                prof = {"error": f"{clip.path}: music LM failed ({type(e).__name__}: {e})"[:500]}
             if prof["error"]:
                 errors.append(str(prof["error"]))
             else:
@@ -302,7 +311,7 @@ def evaluate(
     reference_emb = np.zeros((0, 0))
     reference_errors: list[dict[str, str]] = []
     if reference_clips and embed is not None:
-        emb, failures = embed([c.path for c in reference_clips])
+        emb, failures = embed([c.path for c in reference_clips], progress=progress)
         ok = np.all(np.isfinite(emb), axis=1)
         reference_emb = emb[ok]
         reference_errors = [{"system": "reference", "id": c.id, "path": c.path,
