@@ -175,6 +175,7 @@ class ProbeConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     condition: str | None = None
     condition_from_manifest: bool = False
+    melody: str | None = None  # reference audio file whose chroma conditions MusicGen-Melody (all clips)
     noise: NoiseGrid = field(default_factory=NoiseGrid)
     shuffle: ShuffleGrid = field(default_factory=ShuffleGrid)
     analysis: Analysis = field(default_factory=Analysis)
@@ -251,8 +252,11 @@ class ProbeConfig:
     def scoring_fingerprint(self) -> dict[str, Any]:
         """Settings that change scored numbers; a run directory only resumes under the same."""
         d = self.to_dict()
-        return {k: d[k] for k in ("crop_start_s", "crop_duration_s", "seeds", "condition", "condition_from_manifest",
-                                  "noise", "shuffle", "save_curves")}
+        fingerprint = {k: d[k] for k in ("crop_start_s", "crop_duration_s", "seeds", "condition", "condition_from_manifest",
+                                         "noise", "shuffle", "save_curves")}
+        if d["melody"]:  # only when set, so run folders made before the field existed still resume
+            fingerprint["melody"] = d["melody"]
+        return fingerprint
 
 
 def read_yaml_file(path: str | os.PathLike, *, not_found: str) -> Any:
