@@ -69,6 +69,8 @@ def test_writes_tables_figures_and_report(run):
                     "Best and worst clips: a", "Problems"):
         assert section in html
     assert any("FD and MMD rest on 3 system clips and 3 reference clips" in line for line in logs)
+    row = pd.read_csv(out / "systems.csv").query("system == 'a' and metric == 'musicality'").iloc[0]
+    assert f"{row['mean']:.3g} [{row['ci_low']:.3g}, {row['ci_high']:.3g}] (n=3)" in html  # paper-style cell
 
 
 def test_bad_clip_and_prompt_without_clip_are_recorded(run):

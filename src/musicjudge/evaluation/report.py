@@ -250,14 +250,17 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], *, reference_emb: np.nd
             f"{c['missing_prompts']} prompt(s) without a clip; {c['errors']} problem(s) in errors.jsonl.",
             "Higher is better for musicality, alignment and the profile scores; the original loss is how "
             "familiar a clip is to the LM (lower = more familiar), not a quality score by itself.",
-            f"Loss-adjusted profile score = profile score - ({fit['intercept']:.3g} + {fit['slope']:.3g} x original "
-            "loss), one least-squares fit over all clips: what the LM's reaction to brief noise says beyond "
+            f"Loss-adjusted profile score = profile score - ({fit['intercept']:.3g} {'-' if fit['slope'] < 0 else '+'} "
+            f"{abs(fit['slope']):.3g} x original loss), one least-squares fit over all clips: what the LM's reaction "
+            "to brief noise says beyond "
             "how familiar the clip is." if np.isfinite(fit["slope"]) else
             "Loss-adjusted profile score: not computed (needs >= 3 clips with a profile score and varying loss).",
             caveat,
         ])
-        pivot = systab.pivot(index="system", columns="metric", values="mean").reindex(index=systems, columns=metrics)
-        rep.add_table("Means per system", pivot.reset_index(), caption="Means over clips (systems.csv has n, std and CIs).")
+        cells = systab.assign(cell=[_mean_cell(r) for r in systab.itertuples()])
+        pivot = cells.pivot(index="system", columns="metric", values="cell").reindex(index=systems, columns=metrics)
+        rep.add_table("Means per system", pivot.reset_index(),
+                      caption="Mean [bootstrap 95% CI] over clips, n = clips with a value (systems.csv has the numbers).")
         rep.add_table("Means with 95% CIs", systab, caption="Percentile bootstrap CIs of the mean over clips.")
         if not winrates.empty:
             rep.add_table("Win rates (paired on prompts)", winrates,
@@ -301,6 +304,13 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], *, reference_emb: np.nd
         report_path = rep.write(out / "report.html")
         files["report"] = report_path
     return EvalResult(out, report_path, files, results)
+
+
+def _mean_cell(row) -> str:
+    if not np.isfinite(row.mean):
+        return ""
+    ci = f" [{row.ci_low:.3g}, {row.ci_high:.3g}]" if np.isfinite(row.ci_low) else ""
+    return f"{row.mean:.3g}{ci} (n={row.n})"
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
