@@ -11,7 +11,7 @@ from musicjudge.errors import ConfigError, MusicjudgeError
 
 
 def score(
-    audio: List[Path] = typer.Argument(..., help="Audio file(s) to score (any format soundfile reads)."),
+    audio: List[Path] = typer.Argument(..., help="Audio file(s) to score (wav, flac, ogg, opus, mp3, m4a, aac, webm, ...)."),
     model: str = typer.Option(
         "builtin", "--model", "-m",
         help="'builtin', a MusicGen hub id (facebook/musicgen-small) or checkpoint directory, or module:Class.",
@@ -35,7 +35,7 @@ def score(
     listed; the rest are still scored."""
     if out is not None and len(audio) > 1 and out.suffix.lower() in (".csv", ".parquet"):
         raise ConfigError(f"--out {out}: several inputs need a directory, not a single file")
-    missing = [p for p in audio if not p.exists()]
+    missing = [p for p in audio if not p.exists() and not p.is_symlink()]  # a dangling link: the loader says so
     if len(audio) == 1 and missing:
         raise ConfigError(f"{missing[0]}: file not found; check the path")
 
@@ -52,9 +52,7 @@ def score(
                 typer.echo(f"{path}\tmean_nll={mean:.4f} nats/token\t(kept from {target})")
                 continue
         try:
-            if not path.exists():
-                raise ConfigError(f"{path}: file not found; check the path")
-            wave = load_audio(path, sample_rate=lm.sample_rate)
+            wave = load_audio(path, sample_rate=lm.sample_rate)  # AudioError for missing/dangling/unreadable
             lm.check_wave(wave, str(path))
             result = lm.token_nll(lm.encode(wave), condition=condition)
         except MusicjudgeError as e:
