@@ -29,6 +29,7 @@ def test_paired_win_rate_by_hand():
     assert row["win_rate"] == pytest.approx(3.5 / 5)
     assert row["sign_test_p"] == pytest.approx(0.625)  # 2 * P(X >= 3), X ~ Bin(4, 1/2) = 2 * 5/16
     assert row["mean_diff"] == pytest.approx(np.mean([2, 0, -3, 5, 2]))
+    assert -3 <= row["diff_ci_low"] <= row["mean_diff"] <= row["diff_ci_high"] <= 5
     assert 0 <= row["ci_low"] <= row["win_rate"] <= row["ci_high"] <= 1
     reverse = paired_win_rate(b, a, n_boot=200)
     assert reverse["win_rate"] == pytest.approx(1 - row["win_rate"])

@@ -44,10 +44,13 @@ def paired_win_rate(a: Sequence[float], b: Sequence[float], *, n_boot: int = DEF
     wins, losses = int(np.sum(a > b)), int(np.sum(a < b))
     ties = int(a.size - wins - losses)
     row = {"n": int(a.size), "wins": wins, "losses": losses, "ties": ties, "win_rate": float("nan"),
-           "ci_low": float("nan"), "ci_high": float("nan"), "sign_test_p": float("nan"),
-           "mean_diff": float(np.mean(a - b)) if a.size else float("nan")}
+           "ci_low": float("nan"), "ci_high": float("nan"), "sign_test_p": float("nan"), "mean_diff": float("nan"),
+           "diff_ci_low": float("nan"), "diff_ci_high": float("nan")}
     if a.size == 0:
         return row
+    # paired difference of the means (bootstrap over prompts): the effect size next to the win rate
+    row["mean_diff"], row["diff_ci_low"], row["diff_ci_high"] = bootstrap_ci([a - b], _mean, n_boot=n_boot, seed=seed,
+                                                                             vectorized=True)
     credit = np.where(a > b, 1.0, np.where(a < b, 0.0, 0.5))
     point, lo, hi = bootstrap_ci([credit], _mean, n_boot=n_boot, seed=seed, vectorized=True)
     row.update(win_rate=point, ci_low=lo, ci_high=hi)
@@ -77,7 +80,7 @@ def win_rate_table(clips: pd.DataFrame, metrics: Sequence[str], *, key: str = "p
                     stats = paired_win_rate([], [], n_boot=n_boot, seed=seed)
                 rows.append({"metric": metric, "system_a": sa, "system_b": sb, **stats})
     columns = ["metric", "system_a", "system_b", "n", "wins", "losses", "ties", "win_rate", "ci_low", "ci_high",
-               "sign_test_p", "mean_diff"]
+               "sign_test_p", "mean_diff", "diff_ci_low", "diff_ci_high"]
     return pd.DataFrame(rows, columns=columns)
 
 
