@@ -88,8 +88,17 @@ def _supported_list() -> str:
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
+    """The reason in a decoder's exception, without the path and errno they repeat."""
+    text = getattr(e, "error_string", None) or getattr(e, "strerror", None) or str(e)
+    text = str(text).strip().rstrip(".")
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def check_audio_path(path: str | os.PathLike) -> None:
+    """Raise the AudioError that loading ``path`` would give for a problem of the path itself
+    (missing, dangling link, permission denied, folder, unsupported extension, empty file),
+    without decoding anything; for callers that touch the file before loading it."""
+    _check_path(Path(path))
 
 
 def _check_path(path: Path) -> None:
@@ -561,8 +570,9 @@ def load_audio_with_sr(
     wave = wave.astype(np.float32, copy=False)
     got = wave.shape[-1] / sr_file
     if min_duration is not None and got + 1e-9 < min_duration:
+        length = f"{got:.2f} s" if got >= 0.01 else f"{wave.shape[-1]} sample(s), {got * 1000:.2f} ms"
         raise AudioError(
-            f"{path}: clip is {got:.2f} s, shorter than the required {min_duration:g} s; use a longer clip"
+            f"{path}: clip is {length}, shorter than the required {min_duration:g} s; use a longer clip"
         )
     rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
     if rms <= 10 ** (silence_rms_db / 20):

@@ -130,7 +130,13 @@ class AudioTextEncoder:
             try:
                 digest = self._content_hash(path)
             except OSError:
+                from musicjudge.audio import check_audio_path
+
                 message = f"{path}: cannot read the file; check that it exists"
+                try:  # the loader's words for what is wrong (dangling link, permission denied...)
+                    check_audio_path(path)
+                except AudioError as e:
+                    message = str(e)
                 if on_error == "raise":
                     raise AudioError(message) from None
                 self.failures[path] = message
