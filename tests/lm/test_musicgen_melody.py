@@ -185,3 +185,64 @@ def test_bad_melody_settings_are_one_line_errors(melody_lm, tiny_lm, long_ref, t
     # plain MusicGen has no melody input: refused, never silently ignored
     with pytest.raises(ConfigError, match="no melody conditioning"):
         tiny_lm.token_nll(tiny_lm.encode(make_wave(0.3)), condition=Condition(TEXT, long_ref))
+
+
+def test_score_cli_with_melody(melody_dir, melody_lm, long_ref, tmp_path, capsys):
+    """``musicjudge score CLIP -m MELODY_MODEL --melody REF [-c TEXT]`` = token_nll under that condition."""
+    import pandas as pd
+
+    from musicjudge.cli.main import main
+
+    audio = tmp_path / "clip.wav"
+    sf.write(audio, make_wave(0.8, seed=21), SR)
+    codes = melody_lm.encode(make_wave(0.8, seed=21))
+    for extra, condition in [(["--melody", long_ref], Condition(melody=long_ref)),
+                             (["--reference-audio", long_ref, "-c", TEXT], Condition(TEXT, long_ref))]:
+        out = tmp_path / "curve.csv"
+        with pytest.raises(SystemExit) as exc:
+            main(["score", str(audio), "--model", str(melody_dir), "--out", str(out), *extra])
+        assert exc.value.code == 0
+        expected = melody_lm.token_nll(codes, condition=condition)
+        assert f"mean_nll={expected.mean():.4f}" in capsys.readouterr().out
+        table = pd.read_csv(out)
+        assert np.allclose(table["nll_mean"], expected.frame_curve().numpy(), atol=1e-5)
+    with pytest.raises(SystemExit) as exc:  # one line on stderr, exit 2
+        main(["score", str(audio), "--model", str(melody_dir), "--melody", str(tmp_path / "nowhere.wav")])
+    assert exc.value.code == 2
+    assert "--melody" in (err := capsys.readouterr().err) and "nowhere.wav: file not found" in err
+
+
+def test_probe_run_with_melody(melody_dir, melody_lm, long_ref, tmp_path):
+    """``probe run --melody REF``: every clip is scored under the reference's chroma; the
+    results record the condition, and the reference is part of the resume fingerprint."""
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from musicjudge.cli.main import app
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(2):
+        sf.write(clips / f"c{i}.wav", make_wave(2.0, seed=30 + i), SR)
+    out = tmp_path / "run"
+    args = ["probe", "run", "--model", f"mel={melody_dir}", "--audio", str(clips), "--out", str(out),
+            "--onsets", "0.5", "--lengths", "5,10", "--no-shuffle", "--crop-duration", "2", "--no-report",
+            "--melody", long_ref, "--condition", TEXT]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2 clip(s) scored" in result.output
+    res = pd.read_parquet(out / "results.parquet")
+    assert set(res["condition"]) == {str(Condition(TEXT, long_ref))}
+    for clip_id, loss in res.groupby("clip_id")["loss_orig"].first().items():
+        from musicjudge.audio import load_audio
+
+        wave = load_audio(clips / clip_id, sample_rate=SR, duration=2.0)
+        expected = melody_lm.token_nll(melody_lm.encode(wave), condition=Condition(TEXT, long_ref)).mean()
+        assert abs(loss - expected) <= 1e-4
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["melody"] == long_ref and saved["scoring_fingerprint"]["melody"] == long_ref
+    # the same folder under another reference is a different run: refused, not mixed
+    other = CliRunner().invoke(app, [*args[:-4], "--melody", str(clips / "c0.wav"), "--condition", TEXT])
+    assert other.exit_code != 0 and "different" in str(other.exception or other.output)

@@ -51,6 +51,7 @@ def run_cmd(
     crop_duration: Optional[float] = typer.Option(None, help="Crop duration in seconds (0 = whole clip)."),
     seeds: Optional[str] = typer.Option(None, help="Noise seeds, comma-separated."),
     condition: Optional[str] = typer.Option(None, help="Text condition (default: unconditional / null condition)."),
+    melody: Optional[Path] = typer.Option(None, "--melody", "--reference-audio", help="Reference audio whose chroma conditions MusicGen-Melody (every clip; with or without --condition)."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N clips of each data set."),
     save_curves: Optional[str] = typer.Option(None, help="Per-frame curves to keep: codebooks | mean | none."),
     batch_size: Optional[int] = typer.Option(None, help="Perturbed sequences per forward pass (default: 1 on CPU, 8 on GPU)."),
@@ -65,6 +66,8 @@ def run_cmd(
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit}: use a whole number of clips >= 1 (leave it out for every clip)")
+    if melody is not None and not melody.is_file():
+        raise ConfigError(f"--melody {melody}: file not found; pass the reference audio file")
     cfg = ProbeConfig.from_yaml(config) if config else ProbeConfig()
     datasets = None
     if audio:
@@ -89,6 +92,7 @@ def run_cmd(
         "crop_start_s": crop_start,
         "seeds": _numbers(seeds, "seeds", float),
         "condition": condition,
+        "melody": None if melody is None else str(melody),
         "save_curves": save_curves,
         "batch_size": batch_size,
         "device": device,

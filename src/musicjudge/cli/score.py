@@ -19,6 +19,10 @@ def score(
     condition: Optional[str] = typer.Option(
         None, "--condition", "-c", help="Text condition (MusicGen); default: the null condition."
     ),
+    melody: Optional[Path] = typer.Option(
+        None, "--melody", "--reference-audio",
+        help="Reference recording whose chroma conditions MusicGen-Melody (with or without --condition).",
+    ),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o",
         help="Curve file (.csv or .parquet) for one input, or a directory for several. "
@@ -39,10 +43,17 @@ def score(
     if len(audio) == 1 and missing:
         raise ConfigError(f"{missing[0]}: file not found; check the path")
 
+    if melody is not None and not melody.is_file():
+        raise ConfigError(f"--melody {melody}: file not found; pass the reference audio file")
+
     from musicjudge.audio import load_audio
     from musicjudge.lm import load_music_lm
+    from musicjudge.lm.base import make_condition
 
     lm = load_music_lm(model, device=device, dtype=dtype)
+    condition = make_condition(condition, None if melody is None else str(melody))
+    if condition is not None and hasattr(lm, "prepare_condition"):
+        lm.prepare_condition(condition)  # a condition the model rejects stops here, not once per file
     failures: list[str] = []
     for path in audio:
         target = _curve_path(path, out, multiple=len(audio) > 1)

@@ -2,7 +2,7 @@
 
 Light to import: torch/transformers load only when a model is built or scored."""
 
-from musicjudge.lm.base import DelayPatternLM, MusicLM, TokenNLL
+from musicjudge.lm.base import Condition, DelayPatternLM, MusicLM, TokenNLL, make_condition
 from musicjudge.lm.loader import load_music_lm
 
-__all__ = ["DelayPatternLM", "MusicLM", "TokenNLL", "load_music_lm"]
+__all__ = ["Condition", "DelayPatternLM", "MusicLM", "TokenNLL", "load_music_lm", "make_condition"]

@@ -239,6 +239,12 @@ class DelayPatternLM:
             cache[condition] = self.conditioning(condition)
         return cache[condition]
 
+    def prepare_condition(self, condition: "str | Condition | None") -> None:
+        """Build (and cache) everything ``condition`` needs now, so a condition this model rejects
+        (ConfigError) or a bad melody reference fails once, before any clip is scored."""
+        self._condition_tensors(condition)
+        self._condition_prefix_kv(condition)
+
     def _condition_prefix_kv(self, condition: "str | Condition | None"):
         """Per-layer ``(keys, values)`` ``[1, heads, P, head_dim]`` of :meth:`condition_prefix`
         (computed once per condition), or ``None``. Scoring starts every decoder pass from them,

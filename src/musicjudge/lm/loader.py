@@ -9,8 +9,9 @@ from musicjudge.errors import ConfigError, ModelLoadError
 
 
 def load_music_lm(spec: str = "builtin", device: str | None = None, dtype: Any = None):
-    """``spec``: ``"builtin"`` (the shipped LM), a MusicGen hub id (``facebook/musicgen-small``)
-    or local checkpoint directory, or ``"module:Class"`` (a class/factory called as
+    """``spec``: ``"builtin"`` (the shipped LM), a MusicGen or MusicGen-Melody hub id
+    (``facebook/musicgen-small``, ``facebook/musicgen-melody``) or local checkpoint directory
+    (the adapter follows the checkpoint's ``model_type``), or ``"module:Class"`` (a class/factory called as
     ``obj.from_pretrained(device=, dtype=)`` when it has that, else ``obj(device=, dtype=)``)."""
     spec = (spec or "builtin").strip()
     if spec == "builtin":

@@ -317,7 +317,7 @@ class ClipScorer:
                 "onset_s": info["start"] / sr, "onset_frame": onset_frame, "end_frame": end_frame,
                 "length_frames": length_frames, "length_s": length_frames / fr, "seed": int(seed),
                 "noise_seed": int(nseed), "n_frames": int(n), "frame_rate": fr, "loss_orig": loss_orig, "loss_pert": nll.mean(),
-                "condition": condition, "orig_loss_std": orig_std,
+                "condition": None if condition is None else str(condition), "orig_loss_std": orig_std,
                 "perturbation_spec": json.dumps(spec.to_dict(), sort_keys=True),
             }
             row["D"] = row["loss_pert"] - loss_orig
@@ -451,8 +451,11 @@ def run_probe(config: ProbeConfig, out_dir: str | Path, *, lms: dict[str, Any] |
                 from musicjudge.lm.loader import load_music_lm
 
                 lm = load_music_lm(model_keys[0].model_spec, device=config.device, dtype=config.dtype)
+            from musicjudge.lm.base import make_condition  # text, or text + melody reference (MusicGen-Melody)
+
             scorer = ClipScorer(lm, perturbation_grid(config, float(lm.frame_rate)), seeds=config.seeds,
-                                condition=config.condition, batch_size=config.batch_size, analysis=config.analysis,
+                                condition=make_condition(config.condition, config.melody),
+                                batch_size=config.batch_size, analysis=config.analysis,
                                 min_recovery_s=config.min_recovery_s)
             _check_crop_fits(config, scorer.min_duration_s)
             if progress and bar is None:  # started after the first model loads, so load errors print cleanly
@@ -468,7 +471,8 @@ def run_probe(config: ProbeConfig, out_dir: str | Path, *, lms: dict[str, Any] |
                                                "clip_id": key.clip_id, "path": key.path, "perturbation": spec.key,
                                                "reason": str(err)})
 
-                condition = key.text if (config.condition_from_manifest and key.text) else config.condition
+                condition = make_condition(key.text if (config.condition_from_manifest and key.text) else config.condition,
+                                           config.melody)
                 try:
                     wave = scorer.load(key.path, crop_start=config.crop_start_s, crop_duration=config.crop_duration_s)
                     rows, curves = scorer.score(wave, clip_id=key.clip_id, path=key.path, condition=condition,
