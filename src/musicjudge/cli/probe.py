@@ -180,7 +180,7 @@ def profile_cmd(
             if not found:
                 raise ConfigError(f"{a}: no audio files found; point it at a folder of .wav/.flac/... files")
             paths += found
-        elif a.exists():
+        elif a.exists() or a.is_symlink():  # a dangling link is recorded as a bad clip, with its target
             paths.append(str(a))
         else:
             raise ConfigError(f"{a}: no such file or folder; check the path")
