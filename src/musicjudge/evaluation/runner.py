@@ -132,7 +132,7 @@ def _score_chunk(system: str, chunk: list[tuple[Clip, Prompt | None]], lm, rewar
             emb, failures = embed([c.path for c, _ in chunk])
             for k, (c, _) in enumerate(chunk):
                 if np.all(np.isfinite(emb[k])):
-                    embeddings[k] = [float(v) for v in emb[k]]
+                    embeddings[k] = [round(float(v), 6) for v in emb[k]]  # 1e-6 of a standardised feature: plenty
                 else:
                     reward_errors.setdefault(c.path, failures.get(c.path, "no audio embedding"))
     for k, ((clip, prompt), ins) in enumerate(zip(chunk, instructions)):
