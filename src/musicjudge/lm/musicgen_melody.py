@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from musicjudge.lm.musicgen import (
     _tiny_generation_config,
     _tiny_tokenizer,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = ["MusicGenMelodyLM", "build_tiny_musicgen_melody", "Condition"]
 
