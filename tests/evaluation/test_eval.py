@@ -174,6 +174,26 @@ class _FragileReward:
                 "alignment": np.zeros(len(items))}
 
 
+class _EmbeddingReward(_FragileReward):
+    """A plugin with its own audio embedding: 2-d, the clip's RMS and peak."""
+
+    def embed_audio(self, paths):
+        waves = [sf.read(p)[0] for p in paths]
+        return np.array([[np.sqrt(np.mean(w ** 2)), np.abs(w).max()] for w in waves])
+
+    # p1 fails in score(), so it is left out of the distances although it has an embedding
+
+
+def test_a_plugin_with_embed_audio_gets_distances(run, tmp_path):
+    root = run[0]
+    result = evaluate({"a": root / "a"}, tmp_path / "out", reference=root / "ref", lm="none",
+                      reward=_EmbeddingReward(), n_boot=20, progress=False, log=lambda _: None)
+    dist = result.results["distances"][0]
+    emb_a = _EmbeddingReward().embed_audio(sorted(str(p) for p in (root / "a").glob("*.wav")))
+    emb_r = _EmbeddingReward().embed_audio(sorted(str(p) for p in (root / "ref").glob("*.wav")))
+    assert dist["dim"] == 2 and dist["frechet_distance"] == pytest.approx(frechet_distance(emb_a[[0, 2]], emb_r), rel=1e-4)
+
+
 def test_a_reward_plugin_crash_is_isolated_to_its_clip(run, tmp_path):
     root = run[0]
     result = evaluate({"a": root / "a"}, tmp_path / "out", lm="none", reward=_FragileReward(), n_boot=20,

@@ -59,7 +59,9 @@ def distance_table(rows: list[dict[str, Any]], systems: list[str], reference_emb
     if reference_emb.size == 0:
         return pd.DataFrame(out, columns=columns)
     for name in systems:
-        emb = [r["embedding"] for r in rows if r["system"] == name and r.get("embedding") is not None]
+        # clips that failed are left out even when they have an embedding, as from every other table
+        emb = [r["embedding"] for r in rows
+               if r["system"] == name and r.get("embedding") is not None and r.get("status") != "failed"]
         x = np.asarray(emb, dtype=np.float64).reshape(len(emb), -1) if emb else np.zeros((0, reference_emb.shape[1]))
         ok = len(x) >= 2 and x.shape[1] == reference_emb.shape[1]
         out.append({"system": name, "n_system": len(x), "n_reference": len(reference_emb), "dim": reference_emb.shape[1],

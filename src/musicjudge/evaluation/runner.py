@@ -70,7 +70,14 @@ def _reward_from(spec: Any, device: str | None):
 def audio_embedder(reward_model: Any) -> Callable[[list[str]], tuple[np.ndarray, dict[str, str]]] | None:
     """``paths -> (embeddings [N, D], failures)`` in the reward model's audio feature space:
     its encoder's embedding, standardised with the statistics the model stores (so no feature
-    dominates a distance by its units). None when the model exposes no audio encoder."""
+    dominates a distance by its units). A model may instead provide ``embed_audio(paths) -> [N, D]``
+    itself (NaN rows for clips it cannot read). None when it has neither."""
+    if callable(getattr(reward_model, "embed_audio", None)):
+        def own(paths: list[str], progress: bool = False) -> tuple[np.ndarray, dict[str, str]]:
+            emb = np.asarray(reward_model.embed_audio(paths), dtype=np.float64).reshape(len(paths), -1)
+            return emb, dict(getattr(reward_model, "failures", {}) or {})
+
+        return own
     encoder = getattr(reward_model, "encoder", None)
     if encoder is None or not hasattr(encoder, "embed_audio"):
         return None
@@ -111,6 +118,7 @@ def _score_chunk(system: str, chunk: list[tuple[Clip, Prompt | None]], lm, rewar
     musicality = np.full(n, np.nan)
     alignment = np.full(n, np.nan)
     reward_errors: dict[str, str] = {}
+    embed_errors: dict[str, str] = {}
     embeddings: list[list[float] | None] = [None] * n
     if reward_model is not None:
         from musicjudge.reward.base import ScoreItem, check_scores
@@ -129,12 +137,15 @@ def _score_chunk(system: str, chunk: list[tuple[Clip, Prompt | None]], lm, rewar
                 except Exception as e:  # noqa: BLE001 - record and go on with the other clips
                     reward_errors[item.audio] = f"{item.audio}: reward model failed ({type(e).__name__}: {e})"[:500]
         if embed is not None:
-            emb, failures = embed([c.path for c, _ in chunk])
             for k, (c, _) in enumerate(chunk):
-                if np.all(np.isfinite(emb[k])):
-                    embeddings[k] = [round(float(v), 6) for v in emb[k]]  # 1e-6 of a standardised feature: plenty
+                try:
+                    emb, failures = embed([c.path])
+                except Exception as e:  # noqa: BLE001 - a plugin's embedding may raise anything
+                    emb, failures = np.full((1, 1), np.nan), {c.path: f"{c.path}: audio embedding failed ({type(e).__name__}: {e})"[:500]}
+                if emb.size and np.all(np.isfinite(emb[0])):
+                    embeddings[k] = [float(f"{v:.7g}") for v in emb[0]]  # 7 significant digits: a third of the JSON
                 else:
-                    reward_errors.setdefault(c.path, failures.get(c.path, "no audio embedding"))
+                    embed_errors[c.path] = failures.get(c.path, f"{c.path}: no audio embedding")
     for k, ((clip, prompt), ins) in enumerate(zip(chunk, instructions)):
         errors = []
         row: dict[str, Any] = {
@@ -156,6 +167,8 @@ def _score_chunk(system: str, chunk: list[tuple[Clip, Prompt | None]], lm, rewar
                 row["musicality"] = float(musicality[k])
                 # Alignment with no instruction would score the model's "absent" embeddings, not the clip.
                 row["alignment"] = float(alignment[k]) if ins.kind != "none" and np.isfinite(alignment[k]) else None
+            if clip.path in embed_errors:
+                errors.append(embed_errors[clip.path])
         if lm is not None and row["duration_s"] is not None:  # readable audio: the LM may still score it
             from musicjudge.probe.profile import profile_scores
 
