@@ -153,12 +153,14 @@ def build_tiny_musicgen_melody(
     chroma_length: int = 12,
     sample_rate: int = 32000,
     upsampling_ratios: Sequence[int] = (8, 5, 4, 4),
+    audio_channels: int = 1,
     chroma: ChromaConfig | None = None,
 ):
     """A randomly initialised MusicGen-Melody with the real architecture, small enough for tests:
     T5 text encoder (word-level tokenizer), EnCodec at 32 kHz / 50 fps, a 4-codebook prefix
     decoder whose hidden size differs from both the text encoder's and ``num_chroma`` (so both
-    projections are exercised), and a short ``chroma_length``. ``chroma``: front-end settings
+    projections are exercised), and a short ``chroma_length``; ``audio_channels=2`` is the
+    stereo-melody layout (left/right codebooks interleaved, pairs sharing a delay). ``chroma``: front-end settings
     written to ``preprocessor_config.json`` (default: n_fft 4096, hop 1024 -- small, so short
     references give several chroma frames). Returns the model; with ``out_dir`` also saves
     model (safetensors), generation config, tokenizer and preprocessor config there."""
@@ -176,8 +178,8 @@ def build_tiny_musicgen_melody(
                                 text_hidden_size=text_hidden_size, sample_rate=sample_rate,
                                 upsampling_ratios=upsampling_ratios)
     decoder = MusicgenMelodyDecoderConfig(
-        vocab_size=codebook_size, num_codebooks=num_codebooks, hidden_size=hidden_size,
-        num_hidden_layers=num_layers, num_attention_heads=num_heads, ffn_dim=2 * hidden_size,
+        vocab_size=codebook_size, num_codebooks=num_codebooks * audio_channels, audio_channels=audio_channels,
+        hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=num_heads, ffn_dim=2 * hidden_size,
         max_position_embeddings=512, pad_token_id=codebook_size, bos_token_id=codebook_size, dropout=0.0,
     )
     from transformers.utils import logging as hf_logging
