@@ -50,14 +50,14 @@ def cmi_root(tmp_path):
                      "musicality": mos, "system": f"sys{i % 3}"})
     for i in range(5):
         write_tone(root / "audio" / f"pam{i}.wav", 0.1 + 0.15 * i, 550)
-        rows.append({"audio-path": f"audio/pam{i}.wav", "prompt": "jazz trio", "source": "PAM",
+        rows.append({"audio-path": f"audio/pam{i}.wav", "prompt": "jazz trio", "source": "PAM", "split": "test",
                      "musicality": 1 + i, "text-music alignment": 5 - i})
     for i, pref in enumerate(["a", "b", "model_a", "model_b", "neither"]):
         a_amp, b_amp = (0.7, 0.2) if pref in ("a", "model_a") else (0.2, 0.7)
         write_tone(root / "audio" / f"ma{i}a.wav", a_amp, 660)
         write_tone(root / "audio" / f"ma{i}b.wav", b_amp, 660)
         rows.append({"audio-path": f"audio/ma{i}a.wav", "audio2": f"audio/ma{i}b.wav", "prompt": "epic orchestral",
-                     "source": "Music Arena", "preference": pref, "model_a": "gen-x", "model_b": "gen-y",
+                     "source": "Music Arena", "split": "test", "preference": pref, "model_a": "gen-x", "model_b": "gen-y",
                      "timestamp": f"2025-0{1 + i // 3}-15T12:00:00"})
     (root / "unified.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root

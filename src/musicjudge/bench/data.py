@@ -1,8 +1,9 @@
 """Load a task's items (preference pairs or rated clips) in the reward schema.
 
-All published layouts go through the reward package's readers (one implementation):
-``musicjudge.reward.data.read_pairs`` / ``read_rated`` / ``read_cmi_rewardbench_jsonl``. This
-module adds the task filters, the built-in held-out pairs and the missing-clip bookkeeping: a
+Every layout (JSONL / CSV / Parquet / Hugging Face dataset folders) is read by
+:func:`musicjudge.data.sources.read_table` (the one loader, shared with the probe), and rows
+become records through the reward schema (``musicjudge.reward.data.pair_from_row`` /
+``rated_from_row`` / ``unified_rows_to_records``). This module adds the task filters, the built-in held-out pairs and the missing-clip bookkeeping: a
 clip that does not exist is recorded (id, path, reason) and its item dropped, never fatal.
 """
 
@@ -25,6 +26,7 @@ class TaskData:
     items: list[Any]  # PreferencePair | RatedClip
     missing: list[dict[str, Any]] = field(default_factory=list)
     manifest: str = ""
+    looked_in: list[str] = field(default_factory=list)  # folders relative audio paths were resolved in
 
 
 def _builtin_pairs_manifest(spec: str) -> Path:
@@ -59,35 +61,48 @@ def _missing_paths(item: Any) -> list[str]:
     return [p for p in paths if _is_local(p) and not os.path.exists(p)]
 
 
-def _read_items(task: Task) -> tuple[str, list[Any], str]:
+def _detect_format(rows: list[dict[str, Any]]) -> str:
+    first = rows[0] if rows else {}
+    return "cmi-rewardbench" if "audio-path" in first else ("pairs" if "audio_a" in first else "rated")
+
+
+def _read_items(task: Task) -> tuple[str, list[Any], str, list[str]]:
+    """(kind, items, manifest, folders relative paths were looked for in)."""
+    from musicjudge.data.sources import read_table
     from musicjudge.reward import data as rdata
 
     fmt = task.format
     manifest = task.data
     if fmt == "builtin-pairs" or str(task.data).startswith("builtin:"):
         manifest = str(_builtin_pairs_manifest(task.data))
-        return "pairs", rdata.read_pairs(manifest), manifest
+        return "pairs", rdata.read_pairs(manifest), manifest, [str(Path(manifest).parent)]
     path = Path(manifest)
     if not path.exists():
         raise ManifestError(f"{path}: data file of task {task.name!r} not found; check 'data' in the benchmark")
+    # every layout (JSONL / CSV / Parquet / Hugging Face folders) is read by data.sources, once
+    table = read_table(path, split=task.split, root=task.root)
+    looked_in = [str(p) for p in table.looked_in]
     if fmt == "auto":
-        rows = rdata.read_table(path)
-        first = rows[0] if rows else {}
-        fmt = "cmi-rewardbench" if "audio-path" in first else ("pairs" if "audio_a" in first else "rated")
+        fmt = _detect_format(table.rows)
     if fmt == "cmi-rewardbench":
-        recs = rdata.read_cmi_rewardbench_jsonl(path, task.root, split=task.split, source=task.source)
+        kept = [r for r in table.rows if task.source is None or r.get("source") == task.source]
+        recs = rdata.unified_rows_to_records(kept, root=table.base, label=table.label)
         if task.metric == "accuracy":
-            return "pairs", recs.pairs, manifest
-        return "rated", recs.rated, manifest
+            return "pairs", recs.pairs, manifest, looked_in
+        return "rated", recs.rated, manifest, looked_in
+    where = (lambda i: f"{table.label}: row {i}")
     if fmt == "pairs":
-        return "pairs", rdata.read_pairs(path), manifest
-    return "rated", rdata.read_rated(path), manifest
+        items = [rdata.pair_from_row(r, root=table.base, where=where(i)) for i, r in enumerate(table.rows, 1)]
+    else:
+        items = [rdata.rated_from_row(r, root=table.base, where=where(i)) for i, r in enumerate(table.rows, 1)]
+    rdata._check_unique_ids(path, [it.id for it in items])
+    return ("pairs" if fmt == "pairs" else "rated"), items, manifest, looked_in
 
 
 def load_task_data(task: Task, limit: int | None = None) -> TaskData:
     """Items of ``task`` labelled for its dimension, after its filters; clips that are missing on
     disk are recorded in ``missing`` and left out. ``limit`` keeps an evenly spaced subset."""
-    kind, items, manifest = _read_items(task)
+    kind, items, manifest, looked_in = _read_items(task)
     if kind == "pairs" and task.metric != "accuracy":
         raise ConfigError(f"task {task.name!r}: preference pairs are scored with metric 'accuracy', not {task.metric!r}")
     if kind == "rated" and task.metric != "correlation":
@@ -100,8 +115,7 @@ def load_task_data(task: Task, limit: int | None = None) -> TaskData:
             continue
         if task.source is not None and it.source != task.source:
             continue
-        if task.split is not None and it.metadata.get("split", task.split) != task.split:
-            continue
+        # the split was applied when reading (data.sources: a dataset split or the split column)
         if task.instruction_kind is not None and it.instruction.kind != task.instruction_kind:
             continue
         kept.append(it)
@@ -115,4 +129,4 @@ def load_task_data(task: Task, limit: int | None = None) -> TaskData:
             missing.append({"task": task.name, "id": it.id, "path": gone[0], "reason": "audio file not found"})
         else:
             present.append(it)
-    return TaskData(task=task, kind=kind, items=present, missing=missing, manifest=manifest)
+    return TaskData(task=task, kind=kind, items=present, missing=missing, manifest=manifest, looked_in=looked_in)

@@ -40,7 +40,7 @@ def run_bench_parallel(model: str, benchmark: str, out_dir: str | os.PathLike, *
     marker_dir = out / "shards"
     marker_dir.mkdir(parents=True, exist_ok=True)
     begin_shard(marker_dir, "bench", proc)
-    bench = select_tasks(load_benchmark(benchmark, quick=quick), tasks)
+    bench = select_tasks(load_benchmark(benchmark, quick=quick) if isinstance(benchmark, str) else benchmark, tasks)
     bm = resolve_model(model, model_args)
     limit = bench_runner.QUICK_ITEMS_PER_TASK if quick else None
     datas = [load_task_data(t, limit=limit) for t in bench.tasks]

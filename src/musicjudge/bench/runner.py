@@ -24,11 +24,13 @@ from musicjudge.bench import metrics as M
 from musicjudge.bench.data import TaskData, load_task_data
 from musicjudge.bench.models import BenchModel, item_key, resolve_model
 from musicjudge.bench.tasks import Benchmark, load_benchmark, select_tasks
-from musicjudge.errors import ConfigError, ModelLoadError, MusicjudgeError
+from musicjudge.errors import ConfigError, ManifestError, ModelLoadError, MusicjudgeError
 from musicjudge.io import append_jsonl, atomic_write_bytes, atomic_write_json, atomic_write_text, cache_dir, read_jsonl
 
 HEADLINE_TIE_POLICY = "half"
 QUICK_ITEMS_PER_TASK = 16
+# (tie policy, metric name in breakdowns.csv) reported for every breakdown group
+BREAKDOWN_TIE_POLICIES = (("half", "accuracy"), ("as_b", "accuracy_ties_as_b"))
 QUICK_N_BOOT = 200
 DIMS = ("musicality", "alignment")
 
@@ -242,8 +244,11 @@ def pair_metrics(df, task: str, dim: str, *, n_boot: int, seed: int) -> tuple[di
 
     def add(breakdown: str, groups: Iterable[tuple[str, Any]]) -> None:
         for group, sub in groups:
-            est = M.accuracy_estimate(sub["score_a"], sub["score_b"], sub["truth"], HEADLINE_TIE_POLICY, n_boot=n_boot, seed=seed)
-            rows.append(_estimate_row(task, dim, breakdown, str(group), "accuracy", est))
+        # every group under both conventions: the headline (a predicted tie counts 0.5) and the
+        # reference evaluation's (a predicted tie is a vote for B), so published tables reproduce
+            for policy, metric in BREAKDOWN_TIE_POLICIES:
+                est = M.accuracy_estimate(sub["score_a"], sub["score_b"], sub["truth"], policy, n_boot=n_boot, seed=seed)
+                rows.append(_estimate_row(task, dim, breakdown, str(group), metric, est))
 
     if len(scored):
         add("instruction_kind", scored.groupby("kind"))
@@ -330,15 +335,18 @@ def _data_version(manifest: str) -> dict[str, Any]:
 
 def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: str | Path, *, quick: bool = False,
                   tasks: list[str] | None = None, n_boot: int | None = None, seed: int = 0, batch_size: int = 16,
-                  model_args: dict[str, Any] | None = None, progress: bool = True, limit: int | None = None) -> Path:
+                  model_args: dict[str, Any] | None = None, progress: bool = True, limit: int | None = None,
+                  root: str | None = None, split: str | None = None) -> Path:
     """Evaluate ``model`` on ``benchmark`` and write the run folder; returns results.json's path.
-    ``limit``: at most this many items per task (evenly spaced; for expensive models)."""
+    ``limit``: at most this many items per task (evenly spaced; for expensive models).
+    ``root``/``split``: for a data file or dataset given directly (see
+    :func:`musicjudge.bench.tasks.benchmark_from_data_file`)."""
     import pandas as pd
 
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    bench = load_benchmark(benchmark, quick=quick) if isinstance(benchmark, str) else benchmark
+    bench = load_benchmark(benchmark, quick=quick, root=root, split=split) if isinstance(benchmark, str) else benchmark
     bench = select_tasks(bench, tasks)
     bm = resolve_model(model, model_args) if isinstance(model, str) else model
     n_boot = n_boot if n_boot is not None else (QUICK_N_BOOT if quick else M.DEFAULT_N_BOOT)
@@ -350,9 +358,10 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
     datas = [load_task_data(t, limit=limit) for t in bench.tasks]
     errors: list[dict[str, Any]] = [m for d in datas for m in d.missing]
     all_items = [si for d in datas for si in score_items_of(d)]
+    check_some_present(bench, datas)
     cache = ScoreCache(bm.fingerprint)
     n_scored, failures = score_items(bm, all_items, cache, batch_size=batch_size, progress=progress)
-    errors += [{"task": None, "id": None, **f} for f in failures]
+    errors += failure_rows(datas, failures)
 
     results: dict[str, Any] = {}
     breakdown_rows: list[dict[str, Any]] = []
@@ -405,6 +414,33 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
 
 def _json_clean(obj: Any) -> Any:
     """NaN/inf -> null so results.json is strict JSON (n/a metrics are null)."""
+def check_some_present(bench: Benchmark, datas: Sequence[TaskData]) -> None:
+    """A run in which every item's audio is missing is a wrong path, not bad clips: stop with
+    one line saying where the relative paths were looked for."""
+    if any(d.items for d in datas) or not any(d.missing for d in datas):
+        return
+    first = next(m for d in datas for m in d.missing)
+    looked = sorted({p for d in datas for p in d.looked_in})
+    n = sum(len(d.missing) for d in datas)
+    raise ManifestError(f"{bench.source}: the audio of all {n} items is missing (first: {first['path']}); "
+                        f"relative paths were looked for under {', '.join(looked) or 'the data file folder'}; "
+                        "pass --root FOLDER (the folder the paths start from) or fix 'root:' in the benchmark")
+
+
+def failure_rows(datas: Sequence[TaskData], failures: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """errors.jsonl rows of clips the model could not score: one per (task, item) that uses the clip."""
+    users: dict[str, list[tuple[str, str]]] = {}
+    for d in datas:
+        for it in d.items:
+            for path in ([it.audio_a, it.audio_b] if d.kind == "pairs" else [it.audio]):
+                users.setdefault(path, []).append((d.task.name, it.id))
+    rows = []
+    for f in failures:
+        for task, item_id in users.get(f["path"], [(None, None)]):
+            rows.append({"task": task, "id": item_id, "path": f["path"], "reason": f["reason"]})
+    return rows
+
+
     if isinstance(obj, dict):
         return {k: _json_clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -172,15 +172,23 @@ def benchmark_from_yaml(path: str | os.PathLike, quick: bool = False) -> Benchma
                      description=str(spec.get("description", "")), source=str(path))
 
 
-def benchmark_from_data_file(path: str | os.PathLike) -> Benchmark:
-    """A manifest (pairs/rated) or CMI-RewardBench unified JSONL given directly: one task per
-    (source, dimension) that carries labels."""
-    from musicjudge.reward.data import read_table
+def benchmark_from_data_file(path: str | os.PathLike, *, root: str | None = None, split: str | None = None) -> Benchmark:
+    """A manifest (pairs/rated), a CMI-RewardBench unified file or a Hugging Face dataset folder
+    given directly: one task per (source, dimension) that carries labels.
 
-    path = Path(path).resolve()
-    rows = read_table(path)
+    Like the reference evaluation, a direct run keeps ``split == test`` when the data has
+    splits (a ``split`` column or dataset splits); ``split="all"`` keeps every row, another
+    name that split. ``root``: folder the relative audio paths start from (default: the
+    file's folder or its parent, whichever holds the clips)."""
+    from musicjudge.data.sources import read_table
+
+    path = Path(path).expanduser().resolve()
+    table = read_table(path, split=split, root=root, default_split="test")
+    rows = table.rows
     if not rows:
-        raise ManifestError(f"{path}: no rows; a benchmark file needs at least one labelled item")
+        raise ManifestError(f"{table.label}: no rows; a benchmark file needs at least one labelled item")
+    task_split = split if split == "all" else table.split
+    common = {"data": str(path), "root": str(Path(root).expanduser().resolve()) if root else None, "split": task_split}
     if "audio-path" in rows[0]:
         fmt = "cmi-rewardbench"
         combos: dict[tuple[str, str], str] = {}
@@ -191,31 +199,39 @@ def benchmark_from_data_file(path: str | os.PathLike) -> Benchmark:
                               ("alignment", ("preference-alignment", "text-music alignment"))):
                 if any(r.get(c) not in (None, "") for c in cols):
                     combos[(src, dim)] = "accuracy" if pairwise else "correlation"
-        tasks = [Task(name=f"{src}/{dim}", data=str(path), format=fmt, source=src, dimension=dim, metric=metric)
+        tasks = [Task(name=f"{src}/{dim}", format=fmt, source=src, dimension=dim, metric=metric, **common)
                  for (src, dim), metric in sorted(combos.items())]
     else:
         pairwise = "audio_a" in rows[0]
         fmt = "pairs" if pairwise else "rated"
-        tasks = [Task(name=f"{path.stem}/{dim}", data=str(path), format=fmt, dimension=dim,
-                      metric="accuracy" if pairwise else "correlation")
+        tasks = [Task(name=f"{path.stem}/{dim}", format=fmt, dimension=dim,
+                      metric="accuracy" if pairwise else "correlation", **common)
                  for dim in DIMENSIONS if any(r.get(dim) not in (None, "") for r in rows)]
     if not tasks:
-        raise ManifestError(f"{path}: no row carries a musicality or alignment label; nothing to evaluate")
+        raise ManifestError(f"{table.label}: no row carries a musicality or alignment label; nothing to evaluate")
     return Benchmark(name=path.stem, tasks=tuple(tasks), source=str(path))
 
 
-def load_benchmark(spec: str, quick: bool = False) -> Benchmark:
-    """A registered name (``builtin``), a YAML file listing tasks, or a data file."""
+def load_benchmark(spec: str, quick: bool = False, *, root: str | None = None, split: str | None = None) -> Benchmark:
+    """A registered name (``builtin``), a YAML file listing tasks, or a data file / dataset
+    folder (``root``/``split`` apply to the latter only)."""
+    path = Path(spec).expanduser()
+    is_data = path.suffix.lower() in (".jsonl", ".csv", ".parquet", ".arrow") or path.is_dir()
+    if (root is not None or split is not None) and (spec in _REGISTRY or not is_data):
+        raise ConfigError(f"--root/--split apply to a data file or dataset given with -b, not to {spec!r}; "
+                          "in a benchmark YAML set 'root:' and 'split:' per task")
     if spec in _REGISTRY:
         return _REGISTRY[spec](quick)
-    path = Path(spec).expanduser()
     if path.suffix.lower() in (".yaml", ".yml"):
         if not path.exists():
             raise ConfigError(f"{spec}: benchmark YAML not found; check the path")
         return benchmark_from_yaml(path, quick)
-    if path.suffix.lower() in (".jsonl", ".csv", ".parquet"):
-        return benchmark_from_data_file(path)
-    raise ConfigError(f"{spec!r}: unknown benchmark; use one of {', '.join(benchmark_names())}, a YAML file or a manifest")
+    if is_data:
+        if not path.exists():
+            raise ConfigError(f"{spec}: data file or folder not found; check the path")
+        return benchmark_from_data_file(path, root=root, split=split)
+    raise ConfigError(f"{spec!r}: unknown benchmark; use one of {', '.join(benchmark_names())}, a YAML file, a manifest "
+                      "or a dataset folder")
 
 
 def select_tasks(bench: Benchmark, patterns: list[str] | None) -> Benchmark:

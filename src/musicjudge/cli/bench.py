@@ -53,6 +53,8 @@ def run_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     batch_size: int = typer.Option(16, "--batch-size", help="Clips per score() call."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Score only shard INDEX/COUNT of the clips (0-based); the last shard to finish evaluates. Automatic under accelerate launch/torchrun."),
+    root: Optional[str] = typer.Option(None, "--root", help="With -b DATA_FILE: folder its relative audio paths start from (default: the file's folder or its parent, whichever holds the clips)."),
+    split: Optional[str] = typer.Option(None, "--split", help="With -b DATA_FILE: split to evaluate (default test when the data has splits; 'all' for every row)."),
 ) -> None:
     """Evaluate one reward model on a benchmark (scores are cached: re-running costs nothing)."""
     # data-parallel scoring (musicjudge.distributed); a single process is plain run_benchmark
@@ -66,9 +68,13 @@ def run_cmd(
         from musicjudge.bench.runner import run_benchmark
 
         path = run_benchmark(model, benchmark, out, quick=quick, tasks=task, n_boot=n_boot, seed=seed,
-                             batch_size=batch_size, model_args=_model_args(model_arg), limit=limit)
+                             batch_size=batch_size, model_args=_model_args(model_arg), limit=limit, root=root, split=split)
         _print_results(path)
         return
+    if root is not None or split is not None:  # a data file read with these options, once for every process
+        from musicjudge.bench.tasks import load_benchmark
+
+        benchmark = load_benchmark(benchmark, quick=quick, root=root, split=split)
     path, evaluated = run_bench_parallel(model, benchmark, out, shard=shard, quick=quick, tasks=task, n_boot=n_boot,
                                          seed=seed, batch_size=batch_size, model_args=_model_args(model_arg))
     shutdown()

@@ -36,7 +36,7 @@ def _words(text: Optional[str]) -> Optional[list[str]]:
 def run_cmd(
     config: Optional[Path] = typer.Argument(None, help="YAML experiment spec (e.g. configs/probe_paper.yaml); flags override it."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model: builtin, a MusicGen hub id or local path, or module:Class; label=spec to name it. Repeatable."),
-    audio: Optional[List[str]] = typer.Option(None, "--audio", "-a", help="Data set: a folder of audio or a JSONL manifest; name=path to name it. Repeatable."),
+    audio: Optional[List[str]] = typer.Option(None, "--audio", "-a", help="Data set: a folder of audio, a JSONL/CSV/Parquet manifest or a Hugging Face dataset folder (docs/data.md); name=path to name it. Repeatable."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-running resumes it)."),
     lengths: Optional[str] = typer.Option(None, help="Noise lengths in frames, comma-separated (default 5,10,50,100,150,200)."),
     onsets: Optional[str] = typer.Option(None, help="Noise onsets in seconds, comma-separated (default 5.0)."),
@@ -60,6 +60,8 @@ def run_cmd(
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Retry clips that failed in an earlier run."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write RUN_DIR/report.html at the end."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Run only shard INDEX/COUNT of the clips (0-based, e.g. $SLURM_ARRAY_TASK_ID/8); under accelerate launch/torchrun shards are automatic."),
+    root: Optional[str] = typer.Option(None, "--root", help="Folder the relative paths of an --audio manifest start from (default: its folder or its parent, whichever holds the clips)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split of an --audio dataset or manifest with a split column ('all' for every row)."),
 ) -> None:
     """Score every clip and perturbation; write results.parquet, curves.parquet, errors, report."""
     from musicjudge.probe.config import DatasetSpec, ProbeConfig
@@ -68,10 +70,17 @@ def run_cmd(
         raise ConfigError(f"--limit {limit}: use a whole number of clips >= 1 (leave it out for every clip)")
     if melody is not None and not melody.is_file():
         raise ConfigError(f"--melody {melody}: file not found; pass the reference audio file")
+    if (root or split) and not audio:
+        raise ConfigError("--root/--split apply to the --audio data sets; pass --audio PATH with them")
     cfg = ProbeConfig.from_yaml(config) if config else ProbeConfig()
     datasets = None
     if audio:
         datasets = [DatasetSpec.parse(a).__dict__ for a in audio]
+        if root or split:  # carried in the data set's path (musicjudge.data.sources.with_options)
+            from musicjudge.data.sources import with_options
+
+            for d in datasets:
+                d["path"] = with_options(d["path"], root=root, split=split)
         if limit:
             for d in datasets:
                 d["limit"] = limit

@@ -86,40 +86,13 @@ class WorkKey:
 
 
 def list_clips(dataset_path: str, limit: int | None = None) -> list[tuple[str, str, str | None, str | None]]:
-    """(clip_id, path, text, metadata JSON) of a data set: a folder (ids = relative paths) or a
-    JSONL manifest (``path`` required; ``id`` and ``text`` optional; every other field is kept
-    as metadata; relative paths are relative to the manifest)."""
-    from musicjudge.audio import list_audio_files
+    """(clip_id, path, text, metadata JSON) of a data set: a folder (ids = relative paths), a
+    JSONL/CSV/Parquet manifest or a Hugging Face dataset folder, read by the one loader of user
+    data layouts (:func:`musicjudge.data.sources.list_audio_items`; ``PATH?split=..&root=..``
+    carries ``--split``/``--root``)."""
+    from musicjudge.data.sources import list_audio_items
 
-    root = Path(dataset_path)
-    if root.is_dir():
-        clips = [(p.relative_to(root).as_posix(), str(p), None, None) for p in list_audio_files(root)]
-        if not clips:
-            raise ConfigError(f"{root}: no audio files found; point --audio at a folder of .wav/.flac/... files")
-    elif root.is_file() and root.suffix.lower() in (".jsonl", ".json"):
-        clips = []
-        seen: set[str] = set()
-        for i, row in enumerate(read_jsonl(root, strict=True), 1):
-            if not isinstance(row.get("path"), str) or not row["path"]:
-                raise ManifestError(f"{root}:{i}: row has no 'path'; every manifest row needs the audio file path")
-            path = Path(row["path"])
-            if not path.is_absolute():
-                path = root.parent / path
-            clip_id = str(row.get("id") or row["path"])
-            if clip_id in seen:
-                raise ManifestError(f"{root}:{i}: duplicate id {clip_id!r}; ids must be unique within a manifest")
-            seen.add(clip_id)
-            text = row.get("text")
-            extra = {k: v for k, v in row.items() if k not in ("path", "id", "text", "metadata")}
-            if isinstance(row.get("metadata"), dict):  # a nested metadata object is flattened
-                extra.update(row["metadata"])
-            metadata = json.dumps(extra, sort_keys=True, ensure_ascii=False, default=str) if extra else None
-            clips.append((clip_id, str(path), str(text) if text else None, metadata))
-        if not clips:
-            raise ManifestError(f"{root}: manifest is empty; add one JSON row per clip")
-    else:
-        raise ConfigError(f"{root}: not a folder or a .jsonl manifest; check --audio")
-    return clips[:limit] if limit else clips
+    return [(it.id, it.path, it.text, it.metadata) for it in list_audio_items(dataset_path, limit=limit)]
 
 
 def work_keys(config: ProbeConfig) -> list[WorkKey]:

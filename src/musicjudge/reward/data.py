@@ -233,27 +233,12 @@ def _check_suffix(path: Path) -> str:
 
 
 def read_table(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a JSONL/CSV/Parquet file as dicts (empty cells become None)."""
-    path = Path(path)
-    suffix = _check_suffix(path)
-    if not path.exists():
-        raise ManifestError(f"{path}: file not found; check the path")
-    if suffix == ".jsonl":
-        from musicjudge.io import read_jsonl
+    """Rows of a JSONL/CSV/Parquet file or a Hugging Face dataset folder as dicts (empty cells
+    become None; embedded audio becomes cached files). One implementation:
+    :func:`musicjudge.data.sources.read_table`."""
+    from musicjudge.data.sources import read_table as read_source
 
-        return read_jsonl(path)
-    import pandas as pd
-
-    try:
-        if suffix == ".csv":
-            # keep_default_na=False + explicit na_values: a literal "NA"/"None" in a lyric stays text.
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        else:
-            frame = pd.read_parquet(path)
-    except Exception as e:  # pandas raises many types for broken files
-        raise ManifestError(f"{path}: cannot read {suffix[1:]} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); check the file") from None
-    frame = frame.astype(object).where(frame.notna(), None)
-    return frame.to_dict(orient="records")
+    return read_source(path, split="all").rows
 
 
 def write_table(path: str | os.PathLike, rows: list[dict[str, Any]], columns: Iterable[str]) -> Path:
@@ -353,12 +338,17 @@ def _check_unique_ids(path: Path, ids: list[str]) -> None:
         seen[item_id] = i
 
 
-def read_pairs(path: str | os.PathLike, *, require_label: bool = False) -> list[PreferencePair]:
-    """Read a pairs manifest (JSONL/CSV/Parquet). Paths are resolved against the manifest's folder.
-    ``require_label=True`` rejects rows with no preference in any dimension (training data)."""
+def read_pairs(path: str | os.PathLike, *, require_label: bool = False, split: str | None = None,
+               root: str | os.PathLike | None = None) -> list[PreferencePair]:
+    """Read a pairs manifest (JSONL/CSV/Parquet or a dataset folder). Relative paths are resolved
+    against ``root``, else the manifest's folder or its parent (where the files are; see
+    :mod:`musicjudge.data.sources`). ``require_label=True`` rejects rows with no preference in
+    any dimension (training data)."""
+    from musicjudge.data.sources import read_table as read_source
+
     path = Path(path)
-    rows = read_table(path)
-    root = path.resolve().parent
+    table = read_source(path, split=split, root=root)
+    rows, root = table.rows, table.base
     pairs = []
     for i, row in enumerate(rows, 1):
         pair = pair_from_row(row, root=root, where=_where(path, i))
@@ -369,11 +359,14 @@ def read_pairs(path: str | os.PathLike, *, require_label: bool = False) -> list[
     return pairs
 
 
-def read_rated(path: str | os.PathLike) -> list[RatedClip]:
-    """Read a rated-clips manifest (JSONL/CSV/Parquet); paths resolved against its folder."""
+def read_rated(path: str | os.PathLike, *, split: str | None = None, root: str | os.PathLike | None = None) -> list[RatedClip]:
+    """Read a rated-clips manifest (JSONL/CSV/Parquet or a dataset folder); paths resolved as in
+    :func:`read_pairs`."""
+    from musicjudge.data.sources import read_table as read_source
+
     path = Path(path)
-    rows = read_table(path)
-    root = path.resolve().parent
+    table = read_source(path, split=split, root=root)
+    rows, root = table.rows, table.base
     clips = [rated_from_row(row, root=root, where=_where(path, i)) for i, row in enumerate(rows, 1)]
     _check_unique_ids(path, [c.id for c in clips])
     return clips
@@ -503,14 +496,22 @@ def unified_rows_to_records(rows: Iterable[dict[str, Any]], *, root: Path | str,
 
 def read_cmi_rewardbench_jsonl(path: str | os.PathLike, root: str | os.PathLike | None = None, *,
                                split: str | None = None, source: str | None = None) -> RewardBenchRows:
-    """Read the CMI-RewardBench unified JSONL. Relative audio paths are joined to ``root`` (the
-    dataset root; default: the JSONL's folder). ``split``/``source`` keep only matching rows."""
-    path = Path(path)
-    if path.suffix.lower() != ".jsonl":
-        raise ManifestError(f"{path}: expected the unified .jsonl file of CMI-RewardBench")
-    rows = read_table(path)
-    kept = [r for r in rows if (split is None or r.get("split") == split) and (source is None or r.get("source") == source)]
-    return unified_rows_to_records(kept, root=root if root is not None else path.resolve().parent, label=str(path))
+    """Read rows in the CMI-RewardBench unified layout: the published JSONL, or the same rows as
+    CSV / Parquet / a Hugging Face dataset folder. Relative audio paths are joined to ``root``
+    (the dataset root; default: the file's folder or its parent, where the clips are).
+    ``split`` keeps rows of that split (``"all"``: every row); ``source`` keeps one source."""
+    return read_cmi_rewardbench(path, root, split=split, source=source)[0]
+
+
+def read_cmi_rewardbench(path: str | os.PathLike, root: str | os.PathLike | None = None, *,
+                         split: str | None = None, source: str | None = None):
+    """:func:`read_cmi_rewardbench_jsonl` plus the :class:`musicjudge.data.sources.Table` it read
+    (where relative paths were looked for)."""
+    from musicjudge.data.sources import read_table as read_source
+
+    table = read_source(path, split=split, root=root)
+    kept = [r for r in table.rows if source is None or r.get("source") == source]
+    return unified_rows_to_records(kept, root=table.base, label=table.label), table
 
 
 def read_cmi_pref(path_or_name: str | os.PathLike, *, split: str | None = None, root: str | os.PathLike | None = None,
@@ -536,12 +537,10 @@ def read_cmi_pref(path_or_name: str | os.PathLike, *, split: str | None = None, 
         data_root = Path(root) if root is not None else Path.cwd()
         label = str(path_or_name).replace("/", "_")
     else:
-        path = Path(path_or_name)
-        rows = read_table(path)
-        if split is not None:
-            rows = [r for r in rows if r.get("split") == split]
-        data_root = Path(root) if root is not None else path.resolve().parent
-        label = str(path)
+        from musicjudge.data.sources import read_table as read_source
+
+        table = read_source(path_or_name, split=split or "all", root=root)
+        rows, data_root, label = table.rows, table.base, table.label
     records = unified_rows_to_records(rows, root=data_root, label=label)
     if records.rated:
         raise ManifestError(f"{path_or_name}: {len(records.rated)} rows have no 'audio2'; CMI-Pref rows are pairs (audio-path, audio2)")
@@ -550,9 +549,11 @@ def read_cmi_pref(path_or_name: str | os.PathLike, *, split: str | None = None, 
 
 def iter_manifest_items(path: str | os.PathLike) -> Iterator[PreferencePair | RatedClip]:
     """Yield pairs or rated clips depending on the manifest's columns (audio_a/audio_b vs audio)."""
-    rows = read_table(path)
+    from musicjudge.data.sources import read_table as read_source
+
     path = Path(path)
-    root = path.resolve().parent
+    table = read_source(path, split="all")
+    rows, root = table.rows, table.base
     for i, row in enumerate(rows, 1):
         if "audio_a" in row:
             yield pair_from_row(row, root=root, where=_where(path, i))
