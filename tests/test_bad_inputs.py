@@ -19,7 +19,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from musicjudge.audio import loading
-from musicjudge.cli.main import app
+from musicjudge.cli.main import app, main
 
 SR = 32000
 SECONDS = 10.0  # the usual generator output length; the explicit probe settings below fit it
@@ -135,6 +135,15 @@ def test_score(clips, tmp_path, locked_for_root):
     skipped = re.findall(r"^skipped: (.*)$", result.output, re.M)
     check_reasons({Path(r.split(":")[0]).name: r for r in skipped}, clips)
     assert f"{len(BAD)} of {len(files)} file(s) skipped" in result.output
+
+
+def test_score_one_bad_file_alone_is_an_error(clips, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score", str(clips / "nan_pcm16.wav"), "--out", str(tmp_path / "c.csv")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {clips / 'nan_pcm16.wav'}: ") and re.search(BAD["nan_pcm16.wav"], err)
+    assert not (tmp_path / "c.csv").exists()
 
 
 def test_probe_run(clips, tmp_path, locked_for_root):
