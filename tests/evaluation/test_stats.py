@@ -58,6 +58,19 @@ def test_win_rate_table_pairs_on_prompts():
     assert len(table) == 2
 
 
+def test_win_rate_table_averages_samples_per_prompt_and_covers_every_pair():
+    clips = pd.DataFrame({
+        "system": ["A", "A", "A", "B", "C", "C"],
+        "prompt_id": ["p1", "p1", "p2", "p1", "p1", "p2"],
+        "musicality": [0.0, 3.0, 1.0, 1.0, 2.0, 0.0],  # A's two samples of p1 average 1.5
+    })
+    table = win_rate_table(clips, ["musicality"], n_boot=50).set_index(["system_a", "system_b"])
+    assert len(table) == 6  # every ordered pair of the three systems
+    assert (table.loc[("A", "B"), "n"], table.loc[("A", "B"), "wins"]) == (1, 1)  # 1.5 > 1.0
+    assert (table.loc[("A", "C"), "wins"], table.loc[("A", "C"), "losses"]) == (1, 1)  # p1 1.5 < 2, p2 1 > 0
+    assert table.loc[("A", "C"), "mean_diff"] == pytest.approx(((1.5 - 2.0) + (1.0 - 0.0)) / 2)
+
+
 def test_mean_with_ci():
     row = mean_with_ci([1.0, 2.0, 3.0, np.nan], n_boot=200)
     assert row["n"] == 3 and row["mean"] == pytest.approx(2.0) and row["std"] == pytest.approx(1.0)

@@ -150,7 +150,7 @@ def _score_chunk(system: str, chunk: list[tuple[Clip, Prompt | None]], lm, rewar
         errors = []
         row: dict[str, Any] = {
             "system": system, "id": clip.id, "path": clip.path,
-            "prompt_id": prompt.id if prompt is not None else (None if prompts_given else clip.id),
+            "prompt_id": prompt.id if prompt is not None else (None if prompts_given else clip.prompt_id or clip.id),
             "instruction_kind": ins.kind, "musicality": None, "alignment": None, "profile_score": None,
             "n_short": 0, "orig_loss": None, "orig_loss_std": None, "duration_s": None,
         }

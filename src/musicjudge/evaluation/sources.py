@@ -21,6 +21,7 @@ class Clip:
     text: str | None = None
     lyrics: str | None = None
     ref_audio: str | None = None
+    prompt_id: str | None = None  # the manifest's explicit prompt (several samples per prompt)
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ def _resolve(base: Path, value: str | None) -> str | None:
 
 def read_clips(source: str | Path) -> list[Clip]:
     """Clips of a folder (id = relative path without extension) or a JSONL manifest (``path`` or
-    ``audio`` relative to the manifest; optional ``id`` (default: file stem), ``text``,
-    ``lyrics``, ``ref_audio``). A listed file that does not exist is kept: scoring records it as
+    ``audio`` relative to the manifest; optional ``id`` (default: file stem), ``prompt_id``,
+    ``text``, ``lyrics``, ``ref_audio``). A listed file that does not exist is kept: scoring records it as
     a bad clip, and the rest of the system is still evaluated."""
     from musicjudge.audio import AUDIO_EXTENSIONS, list_audio_files
     from musicjudge.io import read_jsonl
@@ -80,8 +81,10 @@ def read_clips(source: str | Path) -> list[Clip]:
         if clip_id in seen:
             raise ManifestError(f"{where}: duplicate id {clip_id!r}; give every clip its own id")
         seen.add(clip_id)
+        prompt_id = row.get("prompt_id")
         clips.append(Clip(clip_id, path, _optional_str(row, "text", where), _optional_str(row, "lyrics", where),
-                          _resolve(source.parent, _optional_str(row, "ref_audio", where))))
+                          _resolve(source.parent, _optional_str(row, "ref_audio", where)),
+                          None if prompt_id is None or prompt_id == "" else str(prompt_id)))
     if not clips:
         raise ManifestError(f"{source}: manifest has no rows; add one JSON object per clip")
     return clips
@@ -116,7 +119,10 @@ def read_prompts(path: str | Path) -> list[Prompt]:
 
 
 def match_prompt(clip: Clip, prompts: dict[str, Prompt]) -> Prompt | None:
-    """The prompt of ``clip``: by id, else by the stem of its id or of its file name."""
+    """The prompt of ``clip``: its manifest's ``prompt_id`` if it has one, else by id, else by the
+    stem of its id or of its file name."""
+    if clip.prompt_id is not None:
+        return prompts.get(clip.prompt_id)
     for key in (clip.id, Path(clip.id).name, Path(clip.path).stem):
         if key in prompts:
             return prompts[key]

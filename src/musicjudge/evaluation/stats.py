@@ -63,13 +63,15 @@ def paired_win_rate(a: Sequence[float], b: Sequence[float], *, n_boot: int = DEF
 
 def win_rate_table(clips: pd.DataFrame, metrics: Sequence[str], *, key: str = "prompt_id", system: str = "system",
                    n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> pd.DataFrame:
-    """Every ordered pair of systems (A != B) x metric on the prompts both answered
-    (``key`` not null, one clip per system and prompt: the first if a system has several)."""
+    """Every ordered pair of systems (A != B) x metric on the prompts both answered (``key`` not
+    null). A system with several clips for one prompt (several samples per prompt) enters with
+    the mean of its clips there, so each prompt counts once."""
     rows = []
-    matched = clips[clips[key].notna()].drop_duplicates([system, key])
+    matched = clips[clips[key].notna()]
     systems = list(dict.fromkeys(clips[system]))
     for metric in metrics:
-        wide = matched.pivot(index=key, columns=system, values=metric) if not matched.empty else pd.DataFrame()
+        wide = (matched.groupby([key, system], sort=False)[metric].mean().unstack(system)
+                if not matched.empty else pd.DataFrame())
         for sa in systems:
             for sb in systems:
                 if sa == sb:
