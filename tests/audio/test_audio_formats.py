@@ -396,3 +396,17 @@ def test_permission_denied_file_real(tmp_path):
             load_audio(path)
     finally:
         path.chmod(0o644)
+
+
+def test_write_audio_opus_is_opus_and_new_containers_round_trip(tmp_path):
+    from musicjudge.audio import write_audio
+
+    wave = tones(48000, 1.0, 2, amp=0.3)
+    write_audio(tmp_path / "x.opus", wave, 48000)
+    assert sf.info(str(tmp_path / "x.opus")).subtype == "OPUS"  # not Vorbis under an .opus name
+    assert abs(dominant_freq(load_audio(tmp_path / "x.opus", mono=False)[0, 4800:-4800], 48000) - 440) < 3
+    for ext in (".aifc", ".caf", ".w64"):
+        write_audio(tmp_path / f"x{ext}", wave, 48000, subtype="PCM_24")
+        np.testing.assert_allclose(load_audio(tmp_path / f"x{ext}", mono=False), wave, atol=1e-5)
+    with pytest.raises(AudioError, match=r"x\.m4a: cannot write extension '\.m4a'; use one of wav, flac"):
+        write_audio(tmp_path / "x.m4a", wave, 48000)
