@@ -410,3 +410,10 @@ def test_write_audio_opus_is_opus_and_new_containers_round_trip(tmp_path):
         np.testing.assert_allclose(load_audio(tmp_path / f"x{ext}", mono=False), wave, atol=1e-5)
     with pytest.raises(AudioError, match=r"x\.m4a: cannot write extension '\.m4a'; use one of wav, flac"):
         write_audio(tmp_path / "x.m4a", wave, 48000)
+
+
+def test_named_pipe_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "stream.wav"
+    os.mkfifo(fifo)
+    with pytest.raises(AudioError, match=r"stream\.wav: not a regular file"):
+        load_audio(fifo)

@@ -114,11 +114,13 @@ def _check_path(path: Path) -> None:
                 pass
         except PermissionError:
             raise AudioError(f"{path}: permission denied on this folder, its audio files cannot be listed; "
-                             "fix permissions (chmod a+rx)")
+                             "fix permissions (chmod a+rx)") from None
         raise AudioError(f"{path}: is a folder, not an audio file; pass a file (or use list_audio_files)")
     if path.suffix.lower() not in AUDIO_EXTENSIONS:
         raise AudioError(f"{path}: unsupported extension {path.suffix!r}; convert it to one of {_supported_list()} "
                          f"(e.g. ffmpeg -i '{path.name}' '{path.stem}.flac')")
+    if not stat.S_ISREG(path.stat().st_mode):  # before open(): opening a named pipe blocks
+        raise AudioError(f"{path}: not a regular file (a pipe or device?); copy the audio to a file")
     try:
         with open(path, "rb"):
             pass
@@ -126,13 +128,11 @@ def _check_path(path: Path) -> None:
         raise AudioError(f"{path}: permission denied, the file cannot be read; fix permissions (chmod a+r)") from None
     except OSError as e:
         raise AudioError(f"{path}: cannot open ({_one_line(e)}); check the file") from None
-    if not stat.S_ISREG(path.stat().st_mode):
-        raise AudioError(f"{path}: not a regular file (a pipe or device?); copy the audio to a file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes); re-export or remove it")
 
 
-def _riff_truncation(path: Path, frames: int, channels: int) -> str | None:
+def _riff_truncation(path: Path) -> str | None:
     """For a RIFF/WAVE file, compare the data size its header declares with what the file
     holds. libsndfile quietly reads a truncated wav as a shorter one; a cut-off copy or
     download must not pass as a clip of a different length."""
@@ -186,7 +186,7 @@ class _SndfileSource:
         self.float_samples = subtype in ("FLOAT", "DOUBLE")
         self.integer_pcm = subtype.startswith("PCM_")
         if self.f.format in ("WAV", "WAVEX"):
-            cut = _riff_truncation(path, self.frames, self.channels)
+            cut = _riff_truncation(path)
             if cut:
                 self.close()
                 raise AudioError(f"{path}: truncated ({cut}); the copy or export was cut off, re-export or re-copy it")
