@@ -199,6 +199,6 @@ def test_a_reward_plugin_crash_is_isolated_to_its_clip(run, tmp_path):
     result = evaluate({"a": root / "a"}, tmp_path / "out", lm="none", reward=_FragileReward(), n_boot=20,
                       progress=False, log=lambda _: None)
     clips = pd.read_parquet(tmp_path / "out" / "clips.parquet").set_index("id")
-    assert clips.loc["p1", "status"] == "failed" and "RuntimeError: backend crashed" in clips.loc["p1", "error"]
-    assert clips.loc[["p0", "p2"], "musicality"].notna().all()
+    assert clips.loc["p1.wav", "status"] == "failed" and "RuntimeError: backend crashed" in clips.loc["p1.wav", "error"]
+    assert clips.loc[["p0.wav", "p2.wav"], "musicality"].notna().all()
     assert result.results["distances"] == []  # no audio encoder: no distances, and no crash

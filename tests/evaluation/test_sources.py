@@ -17,32 +17,36 @@ def _write_jsonl(path, rows):
     return path
 
 
-def test_folder_ids_are_relative_paths_without_extension(tmp_path):
+def test_folder_ids_are_relative_paths(tmp_path):
     for rel in ("b.wav", "sub/a.flac"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_path / rel, np.zeros(800, np.float32), 8000)
     clips = read_clips(tmp_path)
-    assert [c.id for c in clips] == ["b", "sub/a"]
+    assert [c.id for c in clips] == ["b.wav", "sub/a.flac"]
     assert clips[1].path == str((tmp_path / "sub" / "a.flac").resolve())
 
 
 def test_manifest_paths_ids_and_errors(tmp_path):
-    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "audio").mkdir(parents=True)
+    sf.write(tmp_path / "m" / "audio" / "x.wav", np.zeros(800, np.float32), 8000)
     m = _write_jsonl(tmp_path / "m" / "sys.jsonl", [
-        {"path": "audio/x.wav", "text": "a waltz", "prompt_id": "p7"},
-        {"id": "y1", "audio": "/abs/y.wav", "ref_audio": "ref.wav"},
+        {"path": "audio/x.wav", "text": "a waltz", "prompt_id": "p7", "lyrics": "la la"},
+        {"id": "y1", "path": "audio/missing.wav", "ref_audio": "ref.wav"},  # missing: kept, fails when scored
     ])
     clips = read_clips(m)
-    assert (clips[0].id, clips[0].path, clips[0].text, clips[0].prompt_id) == (
-        "x", str((tmp_path / "m" / "audio" / "x.wav").resolve()), "a waltz", "p7")
-    assert (clips[1].id, clips[1].path, clips[1].ref_audio) == ("y1", "/abs/y.wav", str((tmp_path / "m" / "ref.wav").resolve()))
-    with pytest.raises(ManifestError, match=r"bad.jsonl:2: no 'path' field"):
-        read_clips(_write_jsonl(tmp_path / "bad.jsonl", [{"path": "a.wav"}, {"id": "b"}]))
+    assert (clips[0].id, clips[0].path, clips[0].text, clips[0].prompt_id, clips[0].lyrics) == (
+        "audio/x.wav", str((tmp_path / "m" / "audio" / "x.wav").resolve()), "a waltz", "p7", "la la")
+    assert (clips[1].id, clips[1].ref_audio) == ("y1", str((tmp_path / "m" / "ref.wav").resolve()))
+    # the same rows as CSV (the unified reader takes every manifest layout)
+    (tmp_path / "m" / "sys.csv").write_text("path,text\naudio/x.wav,a waltz\n")
+    assert read_clips(tmp_path / "m" / "sys.csv")[0].text == "a waltz"
+    with pytest.raises(ManifestError, match=r"bad.jsonl:2: no audio"):
+        read_clips(_write_jsonl(tmp_path / "m" / "bad.jsonl", [{"path": "audio/x.wav"}, {"id": "b"}]))
     with pytest.raises(ManifestError, match="duplicate id 'a'"):
-        read_clips(_write_jsonl(tmp_path / "dup.jsonl", [{"path": "a.wav"}, {"path": "x/a.wav"}]))
-    with pytest.raises(ConfigError, match="expected a folder of audio or a .jsonl"):
-        (tmp_path / "x.csv").write_text("path\n")
-        read_clips(tmp_path / "x.csv")
+        read_clips(_write_jsonl(tmp_path / "m" / "dup.jsonl", [{"id": "a", "path": "audio/x.wav"},
+                                                               {"id": "a", "path": "audio/x.wav"}]))
+    with pytest.raises(ConfigError, match="no such folder or manifest"):
+        read_clips(tmp_path / "nowhere.jsonl")
 
 
 def test_prompts_and_matching(tmp_path):

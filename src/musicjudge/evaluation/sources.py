@@ -1,8 +1,5 @@
-"""Reading what ``musicjudge eval`` evaluates: a system's clips (a folder or a JSONL manifest)
-and the prompts manifest the clips answer.
-
-:func:`read_clips` is the one place that turns FOLDER_OR_MANIFEST into clips, so moving to the
-project's unified data-layout loader is one edit there."""
+"""Reading what ``musicjudge eval`` evaluates: a system's clips (any layout
+:mod:`musicjudge.data.sources` reads) and the prompts manifest the clips answer."""
 
 from __future__ import annotations
 
@@ -51,42 +48,29 @@ def _resolve(base: Path, value: str | None) -> str | None:
 
 
 def read_clips(source: str | Path) -> list[Clip]:
-    """Clips of a folder (id = relative path without extension) or a JSONL manifest (``path`` or
-    ``audio`` relative to the manifest; optional ``id`` (default: file stem), ``prompt_id``,
-    ``text``, ``lyrics``, ``ref_audio``). A listed file that does not exist is kept: scoring records it as
-    a bad clip, and the rest of the system is still evaluated."""
-    from musicjudge.audio import AUDIO_EXTENSIONS, list_audio_files
-    from musicjudge.io import read_jsonl
+    """Clips of a system or of the reference, through the project's one data-layout reader
+    (:func:`musicjudge.data.sources.list_audio_items`): a folder of audio (id = relative path),
+    a JSONL / CSV / Parquet manifest or a Hugging Face dataset folder (``path``/``audio``/...
+    relative to the manifest; optional ``id``, ``text``; ``lyrics``, ``ref_audio`` and
+    ``prompt_id`` are read from the row's other fields). A listed file that does not exist is
+    kept: scoring records it as a bad clip, and the rest of the system is still evaluated."""
+    import json
 
-    source = Path(source).expanduser()
-    if source.is_dir():
-        files = list_audio_files(source)
-        if not files:
-            raise ManifestError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder; "
-                                "point the system at a folder of clips or a JSONL manifest")
-        return [Clip(p.relative_to(source).with_suffix("").as_posix(), str(p.resolve())) for p in files]
-    if not source.exists():
+    from musicjudge.data.sources import list_audio_items, split_options
+
+    spec = split_options(str(source))[0]
+    if not Path(spec).expanduser().exists():
         raise ConfigError(f"{source}: no such folder or manifest; check the path")
-    if source.suffix.lower() != ".jsonl":
-        raise ConfigError(f"{source}: expected a folder of audio or a .jsonl manifest (one object per line with 'path')")
-    clips, seen = [], set()
-    for i, row in enumerate(read_jsonl(source, strict=True), 1):
-        where = f"{source}:{i}"
-        path = _optional_str(row, "path", where) or _optional_str(row, "audio", where)
-        if path is None:
-            raise ManifestError(f"{where}: no 'path' field; give each row the clip's audio path (relative to the manifest)")
-        path = _resolve(source.parent, path)
-        clip_id = row.get("id")
-        clip_id = Path(path).stem if clip_id is None or clip_id == "" else str(clip_id)
-        if clip_id in seen:
-            raise ManifestError(f"{where}: duplicate id {clip_id!r}; give every clip its own id")
-        seen.add(clip_id)
-        prompt_id = row.get("prompt_id")
-        clips.append(Clip(clip_id, path, _optional_str(row, "text", where), _optional_str(row, "lyrics", where),
-                          _resolve(source.parent, _optional_str(row, "ref_audio", where)),
+    base = Path(spec).expanduser().resolve()
+    base = base if base.is_dir() else base.parent
+    clips = []
+    for item in list_audio_items(source):
+        extra = json.loads(item.metadata) if item.metadata else {}
+        where = f"{source}: clip {item.id!r}"
+        prompt_id = extra.get("prompt_id")
+        clips.append(Clip(item.id, item.path, item.text, _optional_str(extra, "lyrics", where),
+                          _resolve(base, _optional_str(extra, "ref_audio", where)),
                           None if prompt_id is None or prompt_id == "" else str(prompt_id)))
-    if not clips:
-        raise ManifestError(f"{source}: manifest has no rows; add one JSON object per clip")
     return clips
 
 
