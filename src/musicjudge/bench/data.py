@@ -61,6 +61,9 @@ def _missing_paths(item: Any) -> list[str]:
     return [p for p in paths if _is_local(p) and not os.path.exists(p)]
 
 
+_TABLES: dict[tuple, Any] = {}
+
+
 def _detect_format(rows: list[dict[str, Any]]) -> str:
     first = rows[0] if rows else {}
     return "cmi-rewardbench" if "audio-path" in first else ("pairs" if "audio_a" in first else "rated")
@@ -80,7 +83,14 @@ def _read_items(task: Task) -> tuple[str, list[Any], str, list[str]]:
     if not path.exists():
         raise ManifestError(f"{path}: data file of task {task.name!r} not found; check 'data' in the benchmark")
     # every layout (JSONL / CSV / Parquet / Hugging Face folders) is read by data.sources, once
-    table = read_table(path, split=task.split, root=task.root)
+    # per (file, split, root): the tasks of one benchmark usually share a file
+    st = path.stat()
+    key = (str(path.resolve()), task.split, task.root, st.st_mtime_ns, st.st_size)
+    table = _TABLES.get(key)
+    if table is None:
+        table = read_table(path, split=task.split, root=task.root)
+        _TABLES.clear()  # keep one: bounded memory when a sweep walks many files
+        _TABLES[key] = table
     looked_in = [str(p) for p in table.looked_in]
     if fmt == "auto":
         fmt = _detect_format(table.rows)
