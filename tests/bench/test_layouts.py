@@ -199,3 +199,22 @@ def test_broken_manifest_line_is_an_error_naming_file_and_line(tmp_path, plugin_
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ManifestError, match=rf"{path}:3: invalid JSON"):
         run_benchmark(f"{plugin_module}:RmsReward", str(path), tmp_path / "x", progress=False)
+
+
+def test_bench_cli_root_and_split_flags(tmp_path):
+    from typer.testing import CliRunner
+
+    from musicjudge.cli.main import app
+
+    path, _ = _card_layout(tmp_path)
+    moved = tmp_path / "lists" / "cmi_test.jsonl"
+    moved.parent.mkdir()
+    moved.write_text(path.read_text())
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["bench", "run", "-m", "random:3", "-b", str(moved), "--root", str(tmp_path / "data"),
+                                 "--split", "test", "-o", str(out), "--n-boot", "10"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    res = _results(out)["cmi-arena-annotation/musicality"]
+    assert res["n"] == 6 and res["n_missing"] == 0
+    r = CliRunner().invoke(app, ["bench", "run", "-m", "random", "-b", "builtin", "--split", "test", "-o", str(tmp_path / "x")])
+    assert r.exit_code != 0 and "apply to a data file" in str(r.exception)

@@ -144,3 +144,33 @@ def test_broken_lines_name_file_and_line(tmp_path):
     c.write_text("id,path\nx,a.wav\ny,a.wav,extra,cells\n")
     with pytest.raises(ManifestError, match=rf"{c}:3: cannot read CSV"):
         list_audio_items(c)
+
+
+def test_probe_run_cli_carries_root_and_split_to_the_loader(tmp_path, cache, monkeypatch):
+    """--root/--split of 'probe run' reach list_clips through the data set's path."""
+    from typer.testing import CliRunner
+
+    import musicjudge.probe.parallel as parallel
+    from musicjudge.cli.main import app
+    from musicjudge.probe.runner import work_keys
+
+    data = tmp_path / "data"
+    (data / "clips").mkdir(parents=True)
+    sf.write(data / "clips" / "a.wav", _tone(), SR)
+    sf.write(data / "clips" / "b.wav", _tone(freq=330), SR)
+    elsewhere = tmp_path / "lists"
+    elsewhere.mkdir()
+    (elsewhere / "m.csv").write_text("id,path,split\nx,clips/a.wav,train\ny,clips/b.wav,test\n")
+    seen = {}
+
+    def fake_run(cfg, out, shard=None):
+        seen["keys"] = work_keys(cfg)
+        return out, False
+
+    monkeypatch.setattr(parallel, "run_probe_parallel", fake_run)
+    r = CliRunner().invoke(app, ["probe", "run", "-m", "builtin", "-a", f"mine={elsewhere / 'm.csv'}", "--root", str(data),
+                                 "--split", "test", "-o", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    assert [(k.dataset, k.clip_id, k.path) for k in seen["keys"]] == [("mine", "y", str((data / "clips" / "b.wav").resolve()))]
+    r = CliRunner().invoke(app, ["probe", "run", "-m", "builtin", "--root", str(data), "-o", str(tmp_path / "run2")])
+    assert r.exit_code != 0 and "--root/--split apply to the --audio data sets" in str(r.exception)
