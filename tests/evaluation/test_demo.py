@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from musicjudge.evaluation.demo import QUICK_SETTINGS, run_eval_demo
+from musicjudge.evaluation.demo import DEMO_SETTINGS, QUICK_SETTINGS, build_demo_data, run_eval_demo
 from musicjudge.io import read_jsonl
 
 
@@ -21,3 +21,9 @@ def test_eval_demo_quick(tmp_path):
     assert musicality["n"] == len(prompts) and musicality["win_rate"] == 1.0
     assert result.report is not None and "<audio" in result.report.read_text()
     assert read_jsonl(tmp_path / "errors.jsonl") == []
+    # the full demo's data in the same folder, then --quick again: the folders hold both sets of
+    # clips, the manifests the evaluation reads list only the current demo's
+    build_demo_data(tmp_path / "demo-data", quick=False, progress=False, log=lambda _: None)
+    data = build_demo_data(tmp_path / "demo-data", quick=True, progress=False, log=lambda _: None)
+    assert len(list((tmp_path / "demo-data" / "rendered").glob("*.flac"))) == DEMO_SETTINGS["n_prompts"]
+    assert len(read_jsonl(data["rendered"])) == len(read_jsonl(data["prompts"])) == QUICK_SETTINGS["n_prompts"]

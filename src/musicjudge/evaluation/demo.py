@@ -43,7 +43,7 @@ def degrade(wave: np.ndarray, *, snr_db: float, bits: int, seed: int) -> np.ndar
 def build_demo_data(folder: str | Path, *, quick: bool = False, progress: bool = True,
                     log: Callable[[str], None] = print) -> dict[str, Path]:
     """Write (or reuse) the demo's prompts, systems and reference under ``folder``; returns
-    {"prompts", "rendered", "degraded", "reference"} -> path."""
+    {"prompts", "rendered", "degraded", "reference"} -> JSONL manifest."""
     from musicjudge.audio import write_audio
     from musicjudge.data.corpus import build_corpus, iter_pieces, load_clip, read_corpus
     from musicjudge.data.datasets import describe
@@ -84,8 +84,15 @@ def build_demo_data(folder: str | Path, *, quick: bool = False, progress: bool =
     lines = [json.dumps({"id": r["id"], "text": describe(r), **({"lyrics": r["lyrics"]} if r.get("lyrics") else {})},
                         ensure_ascii=False) for r in prompts_rows]
     atomic_write_text(prompts, "\n".join(lines) + "\n")
+    # One manifest per set lists exactly this demo's clips: a folder reused by a --quick and a full
+    # run holds the clips of both, and the evaluation must see only the ones asked for.
+    manifests = {}
+    for name, chosen in (("rendered", prompts_rows), ("degraded", prompts_rows), ("reference", reference_rows)):
+        manifests[name] = folder / f"{name}.jsonl"
+        atomic_write_text(manifests[name], "".join(
+            json.dumps({"id": r["id"], "path": f"{name}/{r['id']}.flac"}, ensure_ascii=False) + "\n" for r in chosen))
     log(f"eval demo data: {len(prompts_rows)} prompts, 2 systems, {len(reference_rows)} reference clips in {folder}")
-    return {"prompts": prompts, **paths}
+    return {"prompts": prompts, **manifests}
 
 
 def run_eval_demo(out: str | Path, *, quick: bool = False, lm: Any = "builtin", reward: Any = "builtin",
