@@ -218,3 +218,16 @@ def test_bench_cli_root_and_split_flags(tmp_path):
     assert res["n"] == 6 and res["n_missing"] == 0
     r = CliRunner().invoke(app, ["bench", "run", "-m", "random", "-b", "builtin", "--split", "test", "-o", str(tmp_path / "x")])
     assert r.exit_code != 0 and "apply to a data file" in str(r.exception)
+
+
+def test_ids_keep_the_row_position_whatever_the_filters(cmi_root, plugin_module, tmp_path):
+    rows = _unified_with_train(cmi_root)
+    rows = rows[-3:] + rows[:-3]  # the train votes first: filtering them out must not renumber the rest
+    path = cmi_root / "all_test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    run_benchmark(f"{plugin_module}:RmsReward", str(path), out, n_boot=10, progress=False)
+    preds = pd.read_parquet(out / "predictions.parquet")
+    for _, p in preds.iterrows():
+        row = rows[int(p["id"].rsplit("-", 1)[1]) - 1]
+        assert row["split"] == "test" and (p["task"].split("/")[0] == row["source"])

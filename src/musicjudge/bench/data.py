@@ -95,16 +95,15 @@ def _read_items(task: Task) -> tuple[str, list[Any], str, list[str]]:
     if fmt == "auto":
         fmt = _detect_format(table.rows)
     if fmt == "cmi-rewardbench":
-        kept = [r for r in table.rows if task.source is None or r.get("source") == task.source]
-        recs = rdata.unified_rows_to_records(kept, root=table.base, label=table.label)
+        kept = [j for j, r in enumerate(table.rows) if task.source is None or r.get("source") == task.source]
+        # ids keep the row's position in the file, whatever the split/source filters left out
+        recs = rdata.unified_rows_to_records([table.rows[j] for j in kept], root=table.base, label=table.label,
+                                             numbers=[table.numbers[j] for j in kept])
         if task.metric == "accuracy":
             return "pairs", recs.pairs, manifest, looked_in
         return "rated", recs.rated, manifest, looked_in
-    where = (lambda i: f"{table.label}: row {i}")
-    if fmt == "pairs":
-        items = [rdata.pair_from_row(r, root=table.base, where=where(i)) for i, r in enumerate(table.rows, 1)]
-    else:
-        items = [rdata.rated_from_row(r, root=table.base, where=where(i)) for i, r in enumerate(table.rows, 1)]
+    convert = rdata.pair_from_row if fmt == "pairs" else rdata.rated_from_row
+    items = [convert(r, root=table.base, where=f"{table.label}: row {n}") for r, n in zip(table.rows, table.numbers)]
     rdata._check_unique_ids(path, [it.id for it in items])
     return ("pairs" if fmt == "pairs" else "rated"), items, manifest, looked_in
 

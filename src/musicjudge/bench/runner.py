@@ -22,15 +22,16 @@ import numpy as np
 
 from musicjudge.bench import metrics as M
 from musicjudge.bench.data import TaskData, load_task_data
-from musicjudge.bench.models import BenchModel, item_key, resolve_model
+from musicjudge.bench.models import BenchModel, bench_model, resolve_model
+from musicjudge.reward.base import item_key
 from musicjudge.bench.tasks import Benchmark, load_benchmark, select_tasks
 from musicjudge.errors import ConfigError, ManifestError, ModelLoadError, MusicjudgeError
 from musicjudge.io import append_jsonl, atomic_write_bytes, atomic_write_json, atomic_write_text, cache_dir, read_jsonl
 
 HEADLINE_TIE_POLICY = "half"
-QUICK_ITEMS_PER_TASK = 16
 # (tie policy, metric name in breakdowns.csv) reported for every breakdown group
 BREAKDOWN_TIE_POLICIES = (("half", "accuracy"), ("as_b", "accuracy_ties_as_b"))
+QUICK_ITEMS_PER_TASK = 16
 QUICK_N_BOOT = 200
 DIMS = ("musicality", "alignment")
 
@@ -243,9 +244,9 @@ def pair_metrics(df, task: str, dim: str, *, n_boot: int, seed: int) -> tuple[di
     res["n_predicted_ties"] = pred_ties
 
     def add(breakdown: str, groups: Iterable[tuple[str, Any]]) -> None:
-        for group, sub in groups:
         # every group under both conventions: the headline (a predicted tie counts 0.5) and the
         # reference evaluation's (a predicted tie is a vote for B), so published tables reproduce
+        for group, sub in groups:
             for policy, metric in BREAKDOWN_TIE_POLICIES:
                 est = M.accuracy_estimate(sub["score_a"], sub["score_b"], sub["truth"], policy, n_boot=n_boot, seed=seed)
                 rows.append(_estimate_row(task, dim, breakdown, str(group), metric, est))
@@ -348,7 +349,8 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
     out.mkdir(parents=True, exist_ok=True)
     bench = load_benchmark(benchmark, quick=quick, root=root, split=split) if isinstance(benchmark, str) else benchmark
     bench = select_tasks(bench, tasks)
-    bm = resolve_model(model, model_args) if isinstance(model, str) else model
+    # a spec, a BenchModel, or any object with the reward interface (a model a Python user holds)
+    bm = resolve_model(model, model_args) if isinstance(model, str) else bench_model(model)
     n_boot = n_boot if n_boot is not None else (QUICK_N_BOOT if quick else M.DEFAULT_N_BOOT)
     if limit is None:
         limit = QUICK_ITEMS_PER_TASK if quick else None
@@ -356,9 +358,9 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
         raise ConfigError(f"--limit {limit}: must be a positive number of items per task")
 
     datas = [load_task_data(t, limit=limit) for t in bench.tasks]
+    check_some_present(bench, datas)
     errors: list[dict[str, Any]] = [m for d in datas for m in d.missing]
     all_items = [si for d in datas for si in score_items_of(d)]
-    check_some_present(bench, datas)
     cache = ScoreCache(bm.fingerprint)
     n_scored, failures = score_items(bm, all_items, cache, batch_size=batch_size, progress=progress)
     errors += failure_rows(datas, failures)
@@ -412,8 +414,6 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
     return out / "results.json"
 
 
-def _json_clean(obj: Any) -> Any:
-    """NaN/inf -> null so results.json is strict JSON (n/a metrics are null)."""
 def check_some_present(bench: Benchmark, datas: Sequence[TaskData]) -> None:
     """A run in which every item's audio is missing is a wrong path, not bad clips: stop with
     one line saying where the relative paths were looked for."""
@@ -441,6 +441,8 @@ def failure_rows(datas: Sequence[TaskData], failures: Sequence[dict[str, Any]]) 
     return rows
 
 
+def _json_clean(obj: Any) -> Any:
+    """NaN/inf -> null so results.json is strict JSON (n/a metrics are null)."""
     if isinstance(obj, dict):
         return {k: _json_clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

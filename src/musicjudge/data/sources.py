@@ -61,6 +61,11 @@ class Table:
     split: str | None = None  # split used (a dataset split or the value of the split column)
     origin: list[dict[str, str]] = field(default_factory=list)  # per row: column -> embedded audio's own name
     found_any: bool = True  # False when no listed relative file exists under any candidate
+    numbers: list[int] = field(default_factory=list)  # per row: its 1-based position in the source, before filtering
+
+    def __post_init__(self) -> None:
+        if not self.numbers:
+            self.numbers = list(range(1, len(self.rows) + 1))
 
     def resolve(self, value: Any) -> str | None:
         """Absolute path of an audio cell (URLs and absolute paths pass through)."""
@@ -379,6 +384,7 @@ def _filter_split_column(table: Table, split: str | None, default_split: str | N
         raise ConfigError(f"{table.label}: no row has split {wanted!r}; its splits are {', '.join(sorted(values))} (or --split all)")
     keep = [i for i, r in enumerate(table.rows) if str(r.get("split")) == wanted]
     table.rows = [table.rows[i] for i in keep]
+    table.numbers = [table.numbers[i] for i in keep]
     if table.origin:
         table.origin = [table.origin[i] for i in keep]
     table.split = wanted
