@@ -35,16 +35,16 @@ def test_loss_profile_baseline_scores_musicality_only(tmp_path):
 
 
 def test_zero_shot_clap_cosine_from_a_local_folder(cmi_root, tmp_path):
-    """cosine:clap:PATH loads a transformers ClapModel folder (tiny, random weights) and scores
+    """clap-cosine:PATH loads a transformers ClapModel folder (tiny, random weights) and scores
     both dimensions, including the reference-audio branch of alignment."""
     from musicjudge.reward.encoders import build_tiny_clap
 
     folder = build_tiny_clap(tmp_path / "clap-tiny")
     out = tmp_path / "clap-run"
-    run_benchmark(f"cosine:clap:{folder}", str(cmi_root / "unified.jsonl"), out, tasks=["cmi-arena-annotation/*"],
+    run_benchmark(f"clap-cosine:{folder}", str(cmi_root / "unified.jsonl"), out, tasks=["cmi-arena-annotation/*"],
                   n_boot=20, progress=False)
     doc = json.loads((out / "results.json").read_text())
-    assert doc["model"]["name"] == "cosine:clap"
+    assert doc["model"]["name"] == "clap-cosine:clap-tiny"
     for dim in ("musicality", "alignment"):
         assert doc["results"][f"cmi-arena-annotation/{dim}"]["n"] == 7
     preds = pd.read_parquet(out / "predictions.parquet")

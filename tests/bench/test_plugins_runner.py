@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from musicjudge.bench.models import RandomReward, resolve_model
+from musicjudge.bench.models import resolve_model
+from musicjudge.reward.baselines import RandomReward
 from musicjudge.bench.runner import run_benchmark
 from musicjudge.errors import ConfigError, ModelLoadError
 from musicjudge.reward.base import ScoreItem
@@ -34,8 +35,8 @@ def test_module_class_plugin_runs_end_to_end_with_correct_pairing(cmi_root, plug
     lo, hi = res["PAM/musicality"]["pearson_ci"]
     assert lo <= res["PAM/musicality"]["pearson"] <= hi
     br = pd.read_csv(out / "breakdowns.csv")
-    kinds = br[(br.task == "cmi-arena-annotation/musicality") & (br.breakdown == "instruction_kind")]
     br = br[br.metric != "accuracy_ties_as_b"]  # every accuracy group also comes under the tie-as-B convention
+    kinds = br[(br.task == "cmi-arena-annotation/musicality") & (br.breakdown == "instruction_kind")]
     assert sorted(kinds.group) == ["text", "text+lyrics", "text+lyrics+ref", "text+ref"]
     conf = br[(br.task == "cmi-arena-annotation/musicality") & (br.breakdown == "confidence")]
     assert dict(zip(conf.group, conf.n)) == {"<3": 2, "=3": 2, ">3": 3}
@@ -165,8 +166,8 @@ def test_metadata_breakdowns_from_yaml_options(cmi_root, plugin_module, tmp_path
     out = tmp_path / "run"
     run_benchmark(f"{plugin_module}:RmsReward", str(cfg), out, n_boot=20, progress=False)
     br = pd.read_csv(out / "breakdowns.csv")
-    raw = br[br.breakdown == "raw_preference"].set_index("group")
     br = br[br.metric == "accuracy"]
+    raw = br[br.breakdown == "raw_preference"].set_index("group")
     assert raw.loc["neither", "value"] == 0.5 and raw.loc["model_b", "value"] == 1.0 and raw.loc["a", "n"] == 1
     assert list(br[br.breakdown == "model_a"].group) == ["gen-x"]
     assert "meta_model_a" in pd.read_parquet(out / "predictions.parquet").columns

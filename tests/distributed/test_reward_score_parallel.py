@@ -108,7 +108,7 @@ class CountingModel:
 
 
 def test_interrupted_shard_resumes_without_rescoring(job, tmp_path):
-    from musicjudge.reward.base import load_reward_model
+    from musicjudge.reward.registry import load_reward_model
 
     inner = load_reward_model("builtin")
     out = tmp_path / "scores.csv"

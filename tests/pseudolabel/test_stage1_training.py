@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from musicjudge.cli.main import app as cli_app
 from musicjudge.pseudolabel.judges import SimulatedJudge
 from musicjudge.pseudolabel.label import label_pairs
-from musicjudge.reward.base import ScoreItem, load_reward_model
+from musicjudge.reward.base import ScoreItem
+from musicjudge.reward.registry import load_reward_model
 from musicjudge.reward.data import read_pairs
 
 from .conftest import write_study

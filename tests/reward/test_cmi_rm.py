@@ -172,3 +172,18 @@ def test_folder_problems_are_one_line_errors(tmp_path, monkeypatch):
     (folder / "config.yaml").write_text(config.replace("model_name: muq_mulan_tiny", "model_name: nowhere/muq-mulan"))
     with pytest.raises(ModelLoadError, match="MuQ-MuLan 'nowhere/muq-mulan'"):
         CmiRewardModel(folder, device="cpu")
+
+
+@needs_muq
+def test_a_clip_too_short_for_muq_fails_alone(models, tmp_path):
+    import soundfile as sf
+
+    model = models["cmi_rm_sa"]
+    blip = tmp_path / "blip.wav"
+    sf.write(blip, (0.5 * np.sin(np.arange(120) / 3.0)).astype(np.float32), 24000)  # 5 ms: no MuQ frame
+    good = _inputs([0])[0]
+    items = [ScoreItem(good["audio"], Instruction(text=good["text"])), ScoreItem(str(blip), Instruction(text="x"))]
+    scores = model.score(items)
+    assert np.isnan(scores["musicality"][1]) and "CMI-RM failed" in model.failures[str(blip)]
+    alone = model.score_batch([{"audio": good["audio"], "text": good["text"]}], batch_size=1)
+    assert scores["musicality"][0] == pytest.approx(alone[0, 1], abs=1e-6)

@@ -11,7 +11,8 @@ import torch
 
 from musicjudge.errors import ModelLoadError
 from musicjudge.reward import Instruction, ScoreItem, load_reward_model
-from musicjudge.reward.adapters import FromReferenceInterface, ReferenceBenchmarkAdapter
+from musicjudge.reward.adapters import ReferenceBenchmarkAdapter
+from musicjudge.reward.reference_interface import FromReferenceInterface
 from musicjudge.reward.model import FusionRewardModel, HeadConfig, count_parameters, make_head
 
 

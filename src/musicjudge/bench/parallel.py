@@ -28,7 +28,8 @@ def run_bench_parallel(model: str, benchmark: str, out_dir: str | os.PathLike, *
     ``"cuda"`` land on their own GPU. Returns ``(results.json or None, evaluated)``."""
     from musicjudge.bench import runner as bench_runner
     from musicjudge.bench.data import load_task_data
-    from musicjudge.bench.models import item_key, resolve_model
+    from musicjudge.bench.models import resolve_model
+    from musicjudge.reward.base import item_key
     from musicjudge.bench.tasks import load_benchmark, select_tasks
 
     proc = current_process(shard)

@@ -217,7 +217,8 @@ def run_topk(model: str, candidates: str, out_dir: str | Path, *, dimension: str
              progress: bool = True) -> Path:
     """Score all candidates with ``model`` (and ``judge``), simulate selection, write the outputs;
     returns the path of topk.csv. Scores use the benchmark's score cache."""
-    from musicjudge.bench.models import item_key, resolve_model
+    from musicjudge.bench.models import resolve_model
+    from musicjudge.reward.base import item_key
     from musicjudge.bench.runner import ScoreCache, code_versions, score_items
 
     if dimension not in ("musicality", "alignment"):

@@ -52,7 +52,7 @@ def make_judge(spec: str, *, dimensions: Sequence[str] = DEFAULT_DIMENSIONS, bas
         return SimulatedJudge(accuracy=kv.get("accuracy", 0.8), position_bias=kv.get("bias", 0.3),
                               seed=int(kv.get("seed", 0)), dimensions=dimensions)
     if spec.startswith("reward:"):
-        from musicjudge.reward.base import load_reward_model
+        from musicjudge.reward.registry import load_reward_model
 
         model_spec = spec.partition(":")[2]
         return RewardModelJudge(load_reward_model(model_spec, device=device), name=f"reward:{model_spec}", dimensions=dimensions)

@@ -8,10 +8,8 @@ returning float arrays of length ``len(items)`` under the keys "musicality" and 
 (higher is better). A clip that cannot be read gets NaN in both arrays and its reason in
 ``model.failures`` (dict audio path -> one-line message); one bad clip never aborts a batch.
 
-:func:`load_reward_model` resolves a spec: "builtin" (the shipped model), a checkpoint folder
-(config.json + model.safetensors written by musicjudge), or ``module:Class`` (a class or
-factory; classes written for the reference CMI-RewardBench interface, with ``score_batch``,
-are wrapped automatically).
+Specs ("builtin", a checkpoint folder, the baselines, ``module:Class``...) are resolved by
+:func:`musicjudge.reward.registry.load_reward_model`; this module is only the interface.
 """
 
 from __future__ import annotations
@@ -64,44 +62,20 @@ def builtin_checkpoint_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / "builtin_reward"
 
 
-def load_reward_model(spec: str | Path = "builtin", *, device: str | None = None, **kwargs: Any) -> RewardModel:
-    """Load "builtin", a musicjudge checkpoint folder, or ``module:Class`` as a reward model."""
-    spec_str = str(spec)
-    if spec_str in BUILTIN_NAMES:
-        from musicjudge.reward.model import FusionRewardModel
+def item_key(item: ScoreItem) -> str:
+    """Identity of a ScoreItem for caches and seeded scores: the audio and reference *contents*
+    (resolved path + size + mtime as a cheap stand-in for a hash) and the instruction text."""
+    from musicjudge.io import stable_hash
 
-        path = builtin_checkpoint_dir()
-        if not (path / "model.safetensors").exists():
-            raise ModelLoadError(f"{path}: the built-in reward model weights are missing; reinstall musicjudge or train one with 'musicjudge reward train'")
-        return FusionRewardModel.from_checkpoint(path, device=device, **kwargs)
-    path = Path(spec_str).expanduser()
-    if path.exists():
-        from musicjudge.reward.model import FusionRewardModel
-
-        return FusionRewardModel.from_checkpoint(path, device=device, **kwargs)
-    if ":" in spec_str:
-        from musicjudge.plugins import load_object
-
-        obj = load_object(spec_str)
+    def ident(path: str | None) -> Any:
+        if not path:
+            return None
+        p = Path(path)
         try:
-            model = obj(device=device, **kwargs) if callable(obj) and _accepts_device(obj) else (obj(**kwargs) if callable(obj) else obj)
-        except TypeError as e:
-            raise ModelLoadError(f"{spec_str}: cannot construct the model ({e}); it must accept no arguments or device=") from None
-        if hasattr(model, "score"):
-            return model
-        if hasattr(model, "score_batch"):
-            from musicjudge.reward.adapters import FromReferenceInterface
+            st = p.stat()
+            return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+        except OSError:
+            return [str(path)]
 
-            return FromReferenceInterface(model)
-        raise ModelLoadError(f"{spec_str}: object has neither score(items) nor score_batch(inputs, ...); see docs/reward.md")
-    raise ModelLoadError(f"{spec_str}: not 'builtin', an existing checkpoint folder, or 'module:Class'; check the spelling")
-
-
-def _accepts_device(obj: Any) -> bool:
-    import inspect
-
-    try:
-        params = inspect.signature(obj).parameters
-    except (TypeError, ValueError):
-        return False
-    return "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    ins = item.instruction
+    return stable_hash({"audio": ident(item.audio), "text": ins.text, "lyrics": ins.lyrics, "ref": ident(ins.ref_audio)})

@@ -482,13 +482,17 @@ def _unified_row_to_record(row: dict[str, Any], *, index: int, root: Path, where
     return RatedClip(id=record_id, instruction=instruction, audio=audio_a, scores=scores, source=source, metadata=metadata)
 
 
-def unified_rows_to_records(rows: Iterable[dict[str, Any]], *, root: Path | str, label: str = "rows") -> RewardBenchRows:
-    """Convert rows in the CMI-RewardBench unified layout (dicts) into schema records."""
+def unified_rows_to_records(rows: Iterable[dict[str, Any]], *, root: Path | str, label: str = "rows",
+                            numbers: list[int] | None = None) -> RewardBenchRows:
+    """Convert rows in the CMI-RewardBench unified layout (dicts) into schema records.
+    ``numbers``: each row's position in its file (ids and messages use it, so a vote keeps its
+    id whatever rows a split or source filter left out); default 1, 2, ..."""
     root = Path(root).expanduser().resolve()
     pairs: list[PreferencePair] = []
     rated: list[RatedClip] = []
-    stem = Path(label).stem or "row"
-    for i, row in enumerate(rows, 1):
+    stem = Path(label.split(" [")[0]).stem or "row"
+    for j, row in enumerate(rows):
+        i = numbers[j] if numbers is not None else j + 1
         record = _unified_row_to_record(row, index=i, root=root, where=f"{label}: row {i}", stem=stem)
         (pairs if isinstance(record, PreferencePair) else rated).append(record)
     return RewardBenchRows(pairs, rated)
@@ -510,8 +514,9 @@ def read_cmi_rewardbench(path: str | os.PathLike, root: str | os.PathLike | None
     from musicjudge.data.sources import read_table as read_source
 
     table = read_source(path, split=split, root=root)
-    kept = [r for r in table.rows if source is None or r.get("source") == source]
-    return unified_rows_to_records(kept, root=table.base, label=table.label), table
+    kept = [j for j, r in enumerate(table.rows) if source is None or r.get("source") == source]
+    return unified_rows_to_records([table.rows[j] for j in kept], root=table.base, label=table.label,
+                                   numbers=[table.numbers[j] for j in kept]), table
 
 
 def read_cmi_pref(path_or_name: str | os.PathLike, *, split: str | None = None, root: str | os.PathLike | None = None,
@@ -536,12 +541,13 @@ def read_cmi_pref(path_or_name: str | os.PathLike, *, split: str | None = None, 
         rows = [dict(r) for r in dataset]
         data_root = Path(root) if root is not None else Path.cwd()
         label = str(path_or_name).replace("/", "_")
+        numbers = None
     else:
         from musicjudge.data.sources import read_table as read_source
 
         table = read_source(path_or_name, split=split or "all", root=root)
-        rows, data_root, label = table.rows, table.base, table.label
-    records = unified_rows_to_records(rows, root=data_root, label=label)
+        rows, data_root, label, numbers = table.rows, table.base, table.label, table.numbers
+    records = unified_rows_to_records(rows, root=data_root, label=label, numbers=numbers)
     if records.rated:
         raise ManifestError(f"{path_or_name}: {len(records.rated)} rows have no 'audio2'; CMI-Pref rows are pairs (audio-path, audio2)")
     return records.pairs

@@ -8,25 +8,20 @@ from typing import Any, Sequence
 import numpy as np
 
 from musicjudge.errors import ConfigError
-from musicjudge.reward.base import ScoreItem, check_scores, load_reward_model
+from musicjudge.reward.base import ScoreItem, check_scores
 from musicjudge.reward.data import PreferencePair
 
 
 def resolve_model(spec: str, *, fit_pairs: str | Path | None = None, device: str | None = None) -> Any:
-    """``load_reward_model`` plus the baselines "random" and "cosine" (fitted on ``fit_pairs``)."""
-    if spec == "random":
-        from musicjudge.reward.baselines import RandomBaseline
+    """The reward model a spec names (the one resolver, :mod:`musicjudge.reward.registry`);
+    ``fit_pairs`` fits the ``text-ridge`` baseline on your own labelled pairs."""
+    from musicjudge.reward.registry import REWARD_MODELS, load_reward_model
 
-        return RandomBaseline()
-    if spec == "cosine":
-        from musicjudge.reward.baselines import CosineBaseline
-        from musicjudge.reward.data import read_pairs
-        from musicjudge.reward.encoders import BuiltinEncoder
-
-        if fit_pairs is None:
-            raise ConfigError("--model cosine needs --fit-pairs (pairs to fit its text->audio map on)")
-        return CosineBaseline(BuiltinEncoder(device=device)).fit(read_pairs(fit_pairs, require_label=True))
-    return load_reward_model(spec, device=device)
+    hit = REWARD_MODELS.match(spec)
+    options = {"fit_pairs": fit_pairs} if fit_pairs is not None and hit and hit[0].name in ("text-ridge", "cosine") else {}
+    if fit_pairs is not None and not options:
+        raise ConfigError(f"--fit-pairs is for the text-ridge baseline; {spec!r} is not fitted on pairs")
+    return load_reward_model(spec, device=device, **options)
 
 
 def score_pairs(model: Any, pairs: Sequence[PreferencePair], *, batch_size: int = 256, progress: bool = False):

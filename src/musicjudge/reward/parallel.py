@@ -38,7 +38,7 @@ def run_reward_score_parallel(audio: str | os.PathLike, out: str | os.PathLike, 
     other ones is a ConfigError (clips added to the input are simply pending). Returns
     ``(summary, merged)``: ``summary`` has ``keys``, ``skipped_done``, ``scored_now`` for this
     process and, once merged, ``scored``/``failed``/``out`` of ``OUT``."""
-    from musicjudge.reward.base import load_reward_model
+    from musicjudge.reward.registry import load_reward_model
     from musicjudge.reward.scoring import prepare_items, score_rows, score_to_csv, write_scores
 
     proc = current_process(shard)

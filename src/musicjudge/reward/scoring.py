@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from musicjudge.errors import ConfigError, ManifestError
-from musicjudge.reward.base import ScoreItem, check_scores, load_reward_model
+from musicjudge.reward.base import ScoreItem, check_scores
+from musicjudge.reward.registry import load_reward_model
 from musicjudge.reward.data import MANIFEST_SUFFIXES, Instruction, iter_manifest_items, PreferencePair
 
 

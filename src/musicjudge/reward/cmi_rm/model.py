@@ -472,7 +472,8 @@ class CmiRewardModel:
 
     def score(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
         """{"alignment", "musicality"} per item; a clip (or reference) that cannot be read gets NaN
-        and its reason in ``failures``, the rest of its group is scored without it."""
+        and its reason in ``failures``, the rest of its group is scored without it. If a group
+        still fails (e.g. a clip too short for MuQ), its items are scored one by one."""
         items = list(items)
         self.failures = {}
         out = np.full((len(items), 2), np.nan)
@@ -492,8 +493,17 @@ class CmiRewardModel:
                 lyrics.append(ins.lyrics or "")
                 waves.append(wave)
                 refs.append(ref)
-            if idx:
+            if not idx:
+                continue
+            try:
                 out[idx] = self._group_scores(texts, lyrics, waves, refs)
+            except Exception:  # noqa: BLE001 - e.g. a clip too short for MuQ: find it, score the rest alone
+                for j, i in enumerate(idx):
+                    try:
+                        out[i] = self._group_scores([texts[j]], [lyrics[j]], [waves[j]], [refs[j]])[0]
+                    except Exception as e:  # noqa: BLE001
+                        reason = str(e).splitlines()[0] if str(e) else ""
+                        self.failures[str(items[i].audio)] = f"{items[i].audio}: CMI-RM failed ({type(e).__name__}: {reason})"
         return {"alignment": out[:, 0], "musicality": out[:, 1]}
 
 
