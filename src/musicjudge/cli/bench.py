@@ -42,7 +42,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 @bench_app.command("run")
 def run_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="builtin, a checkpoint folder, random[:SEED], cosine[:ENCODER], loss-profile[:LM], an entry-point name, or module:Class."),
+    model: str = typer.Option(..., "--model", "-m", help="builtin, a checkpoint folder, random[:SEED], text-ridge[:ENCODER], clap-cosine[:ENCODER], cmi-rm=FOLDER, loss-profile[:LM], an entry-point name, or module:Class (musicjudge bench list shows them)."),
     benchmark: str = typer.Option("builtin", "--benchmark", "-b", help="Registered name (builtin), a YAML file listing tasks, or a manifest / CMI-RewardBench JSONL."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (results.json, breakdowns.csv, predictions.parquet, errors.jsonl)."),
     task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="Only tasks matching this glob (repeatable)."),
@@ -152,13 +152,15 @@ def topk_cmd(
 def list_cmd(
     benchmark: Optional[str] = typer.Argument(None, help="Show the tasks of this benchmark."),
 ) -> None:
-    """List registered benchmarks and model names, or the tasks of one benchmark."""
-    from musicjudge.bench.models import available_models
+    """List registered benchmarks and every model name (music LMs, reward models, judges), or the tasks of one benchmark."""
     from musicjudge.bench.tasks import benchmark_names, load_benchmark
+    from musicjudge.registry import describe, format_table
 
     if benchmark is None:
         typer.echo("benchmarks: " + ", ".join(benchmark_names()) + " (or a YAML file / manifest)")
-        typer.echo("models: " + ", ".join(available_models()) + " (or a checkpoint folder / module:Class)")
+        typer.echo("")
+        typer.echo(format_table(describe()))
+        typer.echo("\n(reward models also: a checkpoint folder or module:Class; see docs/reward.md)")
         return
     b = load_benchmark(benchmark)
     for t in b.tasks:

@@ -156,9 +156,9 @@ def train_cmd(
 @reward_app.command("eval")
 def eval_cmd(
     pairs: Path = typer.Option(..., "--pairs", help="Labelled pairs manifest."),
-    model: str = typer.Option("builtin", "--model", help="builtin, a checkpoint folder, module:Class, random or cosine."),
+    model: str = typer.Option("builtin", "--model", help="Any reward-model spec: builtin, a checkpoint folder, random[:SEED], text-ridge[:ENCODER], clap-cosine[:ENCODER], cmi-rm=FOLDER, module:Class (reward info --list)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write accuracy.csv (per dimension x instruction kind) here."),
-    fit_pairs: Optional[Path] = typer.Option(None, help="Pairs to fit the cosine baseline on (--model cosine)."),
+    fit_pairs: Optional[Path] = typer.Option(None, help="Pairs to fit the text-ridge baseline on (--model text-ridge)."),
 ) -> None:
     """Pairwise accuracy of a reward model per dimension and instruction kind."""
     from musicjudge.io import atomic_write_text
@@ -181,7 +181,7 @@ def eval_cmd(
 def score_cmd(
     audio: Path = typer.Option(..., "--audio", help="A folder of clips, an audio file, or a manifest (pairs or rated rows)."),
     out: Path = typer.Option(..., "--out", help="Output CSV (one row per clip)."),
-    model: str = typer.Option("builtin", "--model", help="builtin, a checkpoint folder, or module:Class."),
+    model: str = typer.Option("builtin", "--model", help="Any reward-model spec: builtin, a checkpoint folder, random[:SEED], text-ridge[:ENCODER], cmi-rm=FOLDER, module:Class (reward info --list)."),
     text: Optional[str] = typer.Option(None, "--text", help="Text instruction (for all clips of a folder)."),
     lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="File with the lyrics."),
     ref_audio: Optional[Path] = typer.Option(None, "--ref-audio", help="Reference audio clip."),
@@ -208,10 +208,19 @@ def score_cmd(
 
 
 @reward_app.command("info")
-def info_cmd(model: str = typer.Option("builtin", "--model", help="builtin or a checkpoint folder.")) -> None:
-    """Show a reward checkpoint's encoder, head size and validation accuracy."""
+def info_cmd(
+    model: str = typer.Option("builtin", "--model", help="builtin or a checkpoint folder."),
+    list_models: bool = typer.Option(False, "--list", help="Print every reward-model name musicjudge resolves instead."),
+) -> None:
+    """Show a reward checkpoint's encoder, head size and validation accuracy (or, with --list, the model registry)."""
     import json
 
+    if list_models:
+        from musicjudge.registry import format_table
+        from musicjudge.reward.registry import available_reward_models
+
+        typer.echo(format_table(available_reward_models()))
+        return
     from musicjudge.reward.base import BUILTIN_NAMES, builtin_checkpoint_dir
     from musicjudge.reward.model import load_checkpoint
 

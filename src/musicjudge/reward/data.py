@@ -350,7 +350,7 @@ def read_pairs(path: str | os.PathLike, *, require_label: bool = False, split: s
     table = read_source(path, split=split, root=root)
     rows, root = table.rows, table.base
     pairs = []
-    for i, row in enumerate(rows, 1):
+    for i, row in zip(table.numbers, rows):  # the file's own line numbers, whatever --split left out
         pair = pair_from_row(row, root=root, where=_where(path, i))
         if require_label and not pair.preference:
             raise ManifestError(f"{_where(path, i)}: pair {pair.id!r} has no preference for {' or '.join(DIMENSIONS)}; label it or drop the row")
@@ -367,7 +367,7 @@ def read_rated(path: str | os.PathLike, *, split: str | None = None, root: str |
     path = Path(path)
     table = read_source(path, split=split, root=root)
     rows, root = table.rows, table.base
-    clips = [rated_from_row(row, root=root, where=_where(path, i)) for i, row in enumerate(rows, 1)]
+    clips = [rated_from_row(row, root=root, where=_where(path, i)) for i, row in zip(table.numbers, rows)]
     _check_unique_ids(path, [c.id for c in clips])
     return clips
 
