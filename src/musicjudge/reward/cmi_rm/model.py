@@ -25,7 +25,6 @@ Scoring follows the reference ``RewardModelInference.score_batch`` in ``mode="fi
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +36,18 @@ from torch import nn
 
 from musicjudge.errors import ConfigError, ModelLoadError, MusicjudgeError
 from musicjudge.reward.cmi_rm.layers import CrossAttentionBlock, QKNormTransformer, build_downsampler
+from musicjudge.reward.muq import build_muq_from_config, resolve_pretrained  # noqa: F401 - resolve_pretrained re-exported
+from musicjudge.reward.muq.loading import read_json as _read_json
+from musicjudge.reward.muq.loading import rename_weight_norm as _rename_weight_norm
+from musicjudge.reward.muq.mulan import MulanAudioFrames, MulanTextTokens, build_text_model
 
 SAMPLE_RATE = 24000
 CHUNK_SECONDS = 30.0
 ENCODE_BATCH = 32
 DEFAULT_BATCH_SIZE = 4
 DEFAULT_MAX_DUR = 30.0
+# MuQ's STFT (n_fft 2048, centred, reflect padding) needs more than n_fft / 2 samples
+MIN_SAMPLES = 1025
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -226,42 +231,8 @@ class CmiRmNetwork(nn.Module):
 # ------------------------------------------------------------------------------------------
 
 
-def resolve_pretrained(name: str, near: Sequence[Path], what: str, needs: Sequence[str]) -> Path:
-    """The local folder of a tower named ``name`` (a path, a folder next to the checkpoint, or a
-    hub id in the cache / downloaded when online) holding the files in ``needs``."""
-    candidates = [Path(name).expanduser()] + [base / name for base in near]
-    for folder in candidates:
-        if folder.is_dir() and all((folder / f).exists() for f in needs[:1]):
-            return folder
-    try:
-        from huggingface_hub import snapshot_download
-
-        patterns = ["*.json", "*.model", "*.txt"]
-        try:
-            return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=True))
-        except Exception:  # noqa: BLE001 - not cached: try the hub
-            return Path(snapshot_download(name, allow_patterns=patterns))
-    except Exception as e:  # noqa: BLE001 - offline, unknown id, bad name
-        where = ", ".join(str(p) for p in candidates[:3])
-        raise ModelLoadError(f"{what} {name!r}: not a local folder (looked at {where}) and not downloadable "
-                             f"({type(e).__name__}); put its {' + '.join(needs)} in a folder next to the CMI-RM "
-                             "checkpoint named like it, or point the name in the config at a local folder") from None
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelLoadError(f"{path}: cannot read the {what} config ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path}: the {what} config is not a JSON object")
-    return data
-
-
 def build_towers(cfg: CmiRmConfig, folder: Path) -> tuple[nn.Module, nn.Module]:
     """The MuQ-MuLan audio and text towers, architecture from the configs ``model_name`` leads to."""
-    from musicjudge.reward.cmi_rm.towers import MulanAudioFrames, MulanTextTokens, build_text_model
-
     near = [folder, folder.parent]
     mulan_dir = resolve_pretrained(cfg.model_name, near, "MuQ-MuLan", ["config.json"])
     mulan = _read_json(mulan_dir / "config.json", "MuQ-MuLan")
@@ -272,7 +243,7 @@ def build_towers(cfg: CmiRmConfig, folder: Path) -> tuple[nn.Module, nn.Module]:
         raise ModelLoadError(f"{mulan_dir / 'config.json'}: no {e} section; is this a MuQ-MuLan config?") from None
     near_towers = [mulan_dir, mulan_dir.parent, *near]
     muq_dir = resolve_pretrained(str(audio_model["name"]), near_towers, "MuQ", ["config.json"])
-    muq = _muq_module().build_muq_from_config(_read_json(muq_dir / "config.json", "MuQ"))
+    muq = build_muq_from_config(_read_json(muq_dir / "config.json", "MuQ"))
     muq_dim = int(audio_model.get("model_dim") or 1024)
     audio = MulanAudioFrames(muq, muq_dim, audio_tf)
     text_dir = resolve_pretrained(str(text_model["name"]), near_towers, "XLM-R text model", ["config.json", "tokenizer files"])
@@ -280,32 +251,6 @@ def build_towers(cfg: CmiRmConfig, folder: Path) -> tuple[nn.Module, nn.Module]:
     model_dim = text_model.get("model_dim")
     text = MulanTextTokens(xlmr, tokenizer, None if model_dim is None else int(model_dim), text_tf)
     return audio, text
-
-
-def _muq_module():
-    try:
-        from musicjudge.reward import muq
-    except ImportError as e:
-        raise ModelLoadError(f"CMI-RM needs musicjudge's MuQ implementation (musicjudge.reward.muq), which is "
-                             f"not importable here ({e}); update musicjudge") from None
-    return muq
-
-
-_WEIGHT_NORM_NAMES = ((".weight_g", ".parametrizations.weight.original0"), (".weight_v", ".parametrizations.weight.original1"))
-
-
-def _rename_weight_norm(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
-    """Checkpoints saved by older torch name weight-norm tensors weight_g/weight_v; newer ones
-    parametrizations.weight.original0/1. Same tensors: map to whichever the model uses."""
-    out = {}
-    for key, value in state.items():
-        if key not in expected:
-            for old, new in _WEIGHT_NORM_NAMES:
-                for a, b in ((old, new), (new, old)):
-                    if key.endswith(a) and key[: -len(a)] + b in expected:
-                        key = key[: -len(a)] + b
-        out[key] = value
-    return out
 
 
 def load_strict(net: nn.Module, weights: Path) -> None:
@@ -487,6 +432,13 @@ class CmiRewardModel:
                     ref = None if not ins.ref_audio else self._wave(ins.ref_audio, self.max_dur)
                 except MusicjudgeError as e:
                     self.failures[str(item.audio)] = str(e)
+                    continue
+                short = [(what, w.shape[0]) for what, w in (("clip", wave), ("reference", ref)) if w is not None
+                         and w.shape[0] < MIN_SAMPLES]
+                if short:  # MuQ cannot encode it alone; in a padded group its score would depend on the group
+                    what, n = short[0]
+                    self.failures[str(item.audio)] = (f"{item.audio}: CMI-RM failed (the {what} has {n} samples; MuQ needs "
+                                                      f"at least {MIN_SAMPLES} at {SAMPLE_RATE} Hz)")
                     continue
                 idx.append(i)
                 texts.append(ins.text or "")
