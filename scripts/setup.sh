@@ -19,5 +19,10 @@ fi
 # torchcrepe hard-depends on torchaudio (none exists for this torch); musicjudge does not need
 # its loader, so install without deps and never import torchaudio.
 .venv/bin/python -m pip install -q --no-deps torchcrepe==0.0.24 resampy==0.4.3
+# Test-only: the 'muq' package is the reference of tests/reward/test_muq.py (musicjudge has its own
+# MuQ). It declares torchaudio, nnAudio and x_clip (-> torchvision), none of which the tests need
+# (they supply stand-ins), so it goes in without deps with the two small ones it imports;
+# 'pip check' reports those three as missing, on purpose.
+.venv/bin/python -m pip install -q --no-deps muq==0.1.0 einops==0.8.2 easydict==1.14
 .venv/bin/python -m pip uninstall -q -y torchaudio 2>/dev/null || true
 touch "$stamp"

@@ -63,7 +63,7 @@ def write_tiny_xlmr(folder: Path, *, hidden: int = 20) -> Path:
     return folder
 
 
-def _randomise(module: torch.nn.Module, seed: int) -> None:
+def randomise_weights(module: torch.nn.Module, seed: int) -> None:
     """Seeded noise on every tensor (BatchNorm statistics included) so that no layer is an identity."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -88,7 +88,7 @@ def build_tiny_muq(folder: str | Path, *, seed: int = 0, **changes: Any) -> Path
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
     torch.manual_seed(seed)
     muq = build_muq_from_config(cfg)
-    _randomise(muq, seed)
+    randomise_weights(muq, seed)
     save_file({k: v.contiguous() for k, v in muq.state_dict().items()}, str(folder / "model.safetensors"))
     return folder
 
@@ -110,6 +110,6 @@ def build_tiny_muq_mulan(folder: str | Path, *, seed: int = 0) -> Path:
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
     torch.manual_seed(seed)
     model = build_muq_mulan(folder, cfg)
-    _randomise(model, seed)
+    randomise_weights(model, seed)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
     return folder
