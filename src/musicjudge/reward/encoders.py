@@ -8,7 +8,9 @@ Backbones (pick with :func:`build_encoder` from a JSON-able config):
   built-in music LM (``musicjudge.lm.load_music_lm("builtin")``).
 - ``clap``: ``transformers.ClapModel`` from a local folder or hub id (audio + text towers).
 - ``mert``: MERT (HuBERT-style, ``AutoModel`` with ``trust_remote_code``) audio + MiniLM text.
-- ``muq``: MuQ-MuLan through the ``muq`` package (audio + text towers).
+- ``muq``: MuQ frame embeddings (musicjudge's own MuQ), mean-pooled; MiniLM text.
+- ``muq-mulan``: MuQ-MuLan's joint audio and text embeddings (musicjudge's own implementation,
+  :mod:`musicjudge.reward.muq`; official folders or hub ids, loaded with strict key matching).
 
 Long audio: ``audio_mode="first"`` embeds the first ``max_seconds`` (default 10 s);
 ``audio_mode="windows"`` embeds consecutive ``window_seconds`` windows up to ``max_seconds``
@@ -571,49 +573,95 @@ class MertEncoder(AudioTextEncoder):
         return minilm()(texts)
 
 
-class MuQMuLanEncoder(AudioTextEncoder):
-    """MuQ-MuLan joint audio/text embeddings (24 kHz) via the ``muq`` package."""
+class MuQEncoder(AudioTextEncoder):
+    """MuQ frame embeddings (musicjudge's own MuQ, :mod:`musicjudge.reward.muq`; 24 kHz, 25 frames/s)
+    mean-pooled over time: the last conformer layer, or hidden state ``layer`` (0 = the conformer's
+    input ... depth = the last layer). Text through MiniLM (MuQ has no text tower)."""
 
     name = "muq"
     sample_rate = 24000
+    default_model = "OpenMuQ/MuQ-large-msd-iter"
 
-    def __init__(self, model: str = "OpenMuQ/MuQ-MuLan-large", windowing: AudioWindowing | None = None, *,
+    def __init__(self, model: str = default_model, windowing: AudioWindowing | None = None, *, layer: int = -1,
                  device: str | None = None, use_cache: bool = True) -> None:
+        from musicjudge.reward.muq import load_muq
+
         super().__init__(windowing, use_cache=use_cache)
-        try:
-            from muq import MuQMuLan
-        except ImportError:
-            raise ModelLoadError(
-                f"{model}: the MuQ-MuLan backbone needs the 'muq' package (pip install muq==0.1.0; it requires torchaudio), "
-                "or use --backbone builtin/clap"
-            ) from None
+        self.model_id = str(model)
+        self.layer = int(layer)
+        self.device = device or "cpu"
+        self.model = load_muq(self.model_id, device=self.device)
+        depth = int(self.model.config["encoder_depth"])
+        if not -depth - 1 <= self.layer <= depth:
+            raise ConfigError(f"muq layer={self.layer}: this MuQ has hidden states 0..{depth} (or -1 for the last)")
+        self._fingerprint = _model_fingerprint(self.model_id)
+
+    def config(self) -> dict[str, Any]:
+        return super().config() | {"model": self.model_id, "layer": self.layer}
+
+    def audio_key(self) -> str:
+        return stable_hash({"audio": self.config(), "weights": self._fingerprint})
+
+    def text_config(self) -> dict[str, Any]:
+        return {"backbone": "minilm-l6-v2"}
+
+    def _embed_waves(self, waves: list[np.ndarray]) -> np.ndarray:
         import torch
 
+        rows = []
+        with torch.inference_mode():
+            for wave in waves:
+                x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None].to(self.device)
+                last, states = self.model(x, output_hidden_states=self.layer != -1)
+                hidden = last if self.layer == -1 else states[self.layer]
+                rows.append(hidden.mean(dim=1)[0].float().cpu().numpy())
+        return np.stack(rows)
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        return minilm(self.device)(texts)
+
+
+class MuQMuLanEncoder(AudioTextEncoder):
+    """MuQ-MuLan joint audio/text embeddings (24 kHz; L2-normalised, comparable by dot product),
+    musicjudge's own implementation (:mod:`musicjudge.reward.muq`, no ``muq`` package, no torchaudio).
+    Audio as ``muq.MuQMuLan(wavs=...)``: 10 s clips, their latents averaged; text with padding masked."""
+
+    name = "muq-mulan"
+    sample_rate = 24000
+    default_model = "OpenMuQ/MuQ-MuLan-large"
+
+    def __init__(self, model: str = default_model, windowing: AudioWindowing | None = None, *,
+                 device: str | None = None, use_cache: bool = True) -> None:
+        from musicjudge.reward.muq import load_muq_mulan
+
+        super().__init__(windowing, use_cache=use_cache)
         self.model_id = str(model)
-        try:
-            self.model = MuQMuLan.from_pretrained(self.model_id).eval()
-        except Exception as e:  # muq wraps hub/file errors in several types
-            raise ModelLoadError(f"{self.model_id}: cannot load MuQ-MuLan ({type(e).__name__}); pass a local folder or a reachable hub id") from None
-        self.device = torch.device(device or "cpu")
-        self.model.to(self.device)
+        self.device = device or "cpu"
+        self.model = load_muq_mulan(self.model_id, device=self.device)
+        # the towers' configs shape the network too (their folders are resolved at load time)
+        self._fingerprint = stable_hash([_model_fingerprint(self.model_id), getattr(self.model, "tower_configs", None)])
 
     def config(self) -> dict[str, Any]:
         return super().config() | {"model": self.model_id}
 
+    def audio_key(self) -> str:
+        return stable_hash({"audio": self.config(), "weights": self._fingerprint})
+
     def text_config(self) -> dict[str, Any]:
-        return {"backbone": "muq", "model": self.model_id}
+        return {"backbone": "muq-mulan", "model": self.model_id, "weights": self._fingerprint}
 
     def _embed_waves(self, waves: list[np.ndarray]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            return np.concatenate([self.model(wavs=torch.from_numpy(w).unsqueeze(0).to(self.device)).float().cpu().numpy() for w in waves])
+            return np.stack([self.model.embed_audio(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)).to(self.device))
+                             .float().cpu().numpy() for w in waves])
 
     def _embed_texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            return self.model(texts=texts).float().cpu().numpy()
+            return self.model.embed_texts(texts).float().cpu().numpy()
 
 
 def _model_fingerprint(model_id: str) -> str:
@@ -625,7 +673,7 @@ def _model_fingerprint(model_id: str) -> str:
     return model_id
 
 
-BACKBONES = ("builtin", "clap", "mert", "muq")
+BACKBONES = ("builtin", "clap", "mert", "muq", "muq-mulan")
 
 
 def build_encoder(config: dict[str, Any] | None = None, *, device: str | None = None, use_cache: bool = True) -> AudioTextEncoder:
@@ -638,10 +686,14 @@ def build_encoder(config: dict[str, Any] | None = None, *, device: str | None = 
                               device=device, use_cache=use_cache)
     if backbone not in BACKBONES:
         raise ConfigError(f"backbone={backbone!r}: choose one of {', '.join(BACKBONES)}")
+    if backbone == "muq":  # the official checkpoints' hub ids by default (needs the hub or its cache)
+        return MuQEncoder(config.get("model") or MuQEncoder.default_model, windowing, layer=config.get("layer", -1),
+                          device=device, use_cache=use_cache)
+    if backbone == "muq-mulan":
+        return MuQMuLanEncoder(config.get("model") or MuQMuLanEncoder.default_model, windowing, device=device,
+                               use_cache=use_cache)
     if not config.get("model"):
         raise ConfigError(f"backbone={backbone!r} needs a model (local folder or hub id)")
     if backbone == "clap":
         return ClapEncoder(config["model"], windowing, device=device, use_cache=use_cache)
-    if backbone == "mert":
-        return MertEncoder(config["model"], windowing, layers=config.get("layers"), device=device, use_cache=use_cache)
-    return MuQMuLanEncoder(config["model"], windowing, device=device, use_cache=use_cache)
+    return MertEncoder(config["model"], windowing, layers=config.get("layers"), device=device, use_cache=use_cache)
