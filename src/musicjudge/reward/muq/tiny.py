@@ -41,8 +41,9 @@ _WORDS = ("a an the and of with for in on slow fast calm happy sad bright dark p
           "hello world love night day light sun rain sea heart sing dance").split()
 
 
-def write_tiny_xlmr(folder: Path, *, hidden: int = 20) -> Path:
-    """A 2-layer XLM-R config and a word-level tokenizer with XLM-R's special tokens (``tokenizer.json``)."""
+def write_tiny_xlmr(folder: Path, *, hidden: int = 20, layers: int = 2, heads: int = 2, intermediate: int = 32) -> Path:
+    """An XLM-R config (2 layers of width 20 by default) and a word-level tokenizer with XLM-R's
+    special tokens (``tokenizer.json``)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,8 +58,8 @@ def write_tiny_xlmr(folder: Path, *, hidden: int = 20) -> Path:
     tok.save(str(folder / "tokenizer.json"))
     from transformers import XLMRobertaConfig
 
-    XLMRobertaConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=514, pad_token_id=1, bos_token_id=0,
+    XLMRobertaConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=intermediate, max_position_embeddings=514, pad_token_id=1, bos_token_id=0,
                      eos_token_id=2, type_vocab_size=1).save_pretrained(str(folder))
     return folder
 
@@ -93,9 +94,12 @@ def build_tiny_muq(folder: str | Path, *, seed: int = 0, **changes: Any) -> Path
     return folder
 
 
-def build_tiny_muq_mulan(folder: str | Path, *, seed: int = 0) -> Path:
+def build_tiny_muq_mulan(folder: str | Path, *, seed: int = 0, muq_config: dict[str, Any] | None = None,
+                         mulan_config: dict[str, Any] | None = None, xlmr: dict[str, int] | None = None,
+                         randomise: bool = True) -> Path:
     """A random tiny MuQ-MuLan folder: ``config.json`` + ``model.safetensors`` (every tensor), with the
-    tower configs in ``folder/muq_tiny`` and ``folder/xlm-roberta-tiny``."""
+    tower configs in ``folder/muq_tiny`` and ``folder/xlm-roberta-tiny`` (other sizes: pass the
+    configs; ``mulan_config`` must name those two folders)."""
     from safetensors.torch import save_file
 
     from musicjudge.reward.muq.loading import build_muq_mulan
@@ -104,12 +108,13 @@ def build_tiny_muq_mulan(folder: str | Path, *, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     muq_dir = folder / "muq_tiny"
     muq_dir.mkdir(exist_ok=True)
-    (muq_dir / "config.json").write_text(json.dumps(tiny_muq_config(), indent=2))
-    write_tiny_xlmr(folder / "xlm-roberta-tiny")
-    cfg = tiny_mulan_config()
+    (muq_dir / "config.json").write_text(json.dumps(muq_config or tiny_muq_config(), indent=2))
+    write_tiny_xlmr(folder / "xlm-roberta-tiny", **(xlmr or {}))
+    cfg = mulan_config or tiny_mulan_config()
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
     torch.manual_seed(seed)
     model = build_muq_mulan(folder, cfg)
-    randomise_weights(model, seed)
+    if randomise:  # seeded noise on every tensor; off keeps torch's default initialisation (large sizes)
+        randomise_weights(model, seed)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
     return folder
