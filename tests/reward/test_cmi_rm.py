@@ -20,8 +20,8 @@ from musicjudge.reward.data import Instruction
 FIXTURE = Path(__file__).parent / "fixtures" / "cmi_rm"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 CHECKPOINTS = sorted(EXPECTED["checkpoints"])
-# The audio tower is musicjudge's MuQ (issue 16 item 1, built alongside); until it is importable
-# only the text-tower test can run.
+# The audio tower is musicjudge's MuQ (musicjudge.reward.muq; checked against the muq package in
+# test_muq.py); these tests need it importable.
 needs_muq = pytest.mark.skipif(importlib.util.find_spec("musicjudge.reward.muq") is None,
                                reason="musicjudge.reward.muq (the MuQ audio tower) is not importable")
 
@@ -114,6 +114,10 @@ def _tamper(folder: Path, change) -> None:
     (lambda s: s.__setitem__("score_projector.9.weight", torch.zeros(2)), "unexpected: score_projector.9.weight"),
     (lambda s: s.__setitem__("null_text_embedding", torch.zeros(1, 7, 32)), "wrong shape: null_text_embedding"),
     (lambda s: s.pop("text_module.model.encoder.layer.1.output.dense.bias"), "missing: text_module.model.encoder.layer.1.output.dense.bias"),
+    (lambda s: s.pop("audio_module.model.model.conformer.layers.1.conv_module.depthwise_conv.weight"),
+     "missing: audio_module.model.model.conformer.layers.1.conv_module.depthwise_conv.weight"),
+    (lambda s: s.__setitem__("audio_module.model.model.conformer.layers.2.ffn1.output_dense.bias", torch.zeros(24)),
+     "unexpected: audio_module.model.model.conformer.layers.2.ffn1.output_dense.bias"),
 ])
 def test_tampered_checkpoint_is_refused_with_the_keys(tmp_path, change, listed):
     from musicjudge.reward.cmi_rm import CmiRewardModel
