@@ -161,7 +161,7 @@ def test_api_interrupt_then_resume_with_manifest(tmp_path, tiny_lm, audio_dir):
 
 
 def test_profile_scores_api(tiny_lm, audio_dir):
-    from musicjudge.probe.profile import profile_scores
+    from musicjudge.probe.scoring import profile_scores
 
     paths = [audio_dir / "clip0.wav", audio_dir / "corrupt.wav", audio_dir / "clip1.wav"]
     df = profile_scores(tiny_lm, paths, onsets_s=(1.0, 2.0, 3.5), lengths_frames=(5, 10), progress=False)
@@ -258,18 +258,36 @@ def test_unusable_device_is_a_one_line_error(tmp_path, audio_dir, capsys, device
 
 def test_crop_too_short_for_the_grid_fails_once_up_front_and_the_fixed_rerun_may_reuse_the_folder(
         tmp_path, tiny_musicgen_dir, audio_dir, capsys):
+    # behaviour change (issue 15): by default a 4-s crop with the 5-s onset adapts (onset moved);
+    # under --strict, and below the minimum of any perturbation, it is one error up front
     out = tmp_path / "run"
     base = ["probe", "run", "--model", f"tiny={tiny_musicgen_dir}", "--audio", str(audio_dir), "--out", str(out),
             "--lengths", "5", "--no-shuffle", "--no-report"]
     with pytest.raises(SystemExit) as exc:  # default onset 5 s cannot fit in a 4-s crop: no clip could ever pass
-        main([*base, "--crop-duration", "4"])
+        main([*base, "--crop-duration", "4", "--strict"])
     err = capsys.readouterr().err.strip().splitlines()[-1]  # (after the model's loading bar)
-    assert exc.value.code == 2 and err.startswith("error: crop_duration_s=4: ")
+    assert exc.value.code == 2 and err.startswith("error: crop_duration_s=4: ") and "--strict" in err
     assert "--crop-duration" in err and "--onsets" in err
+    with pytest.raises(SystemExit) as exc:  # 1.5 s holds no perturbation even with the onset moved
+        main([*base, "--crop-duration", "1.5"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exc.value.code == 2 and err.startswith("error: crop_duration_s=1.5: ") and "2.10 s" in err
+    assert "--min-baseline" in err and "--min-recovery" in err
     assert not (out / "errors.jsonl").exists()  # the clips were not blamed
-    result = cli(*base, "--crop-duration", "4", "--onsets", "1.0")  # nothing was computed: the folder is reusable
+    result = cli(*base, "--crop-duration", "4", "--strict", "--onsets", "1.0")  # nothing computed: reusable
     assert result.exit_code == 0, result.output
     assert "3 clip(s) scored" in result.output
+
+
+def test_default_adapts_a_crop_shorter_than_the_grid(tmp_path, tiny_musicgen_dir, audio_dir):
+    out = tmp_path / "run"
+    result = cli("probe", "run", "--model", f"tiny={tiny_musicgen_dir}", "--audio", str(audio_dir), "--out", str(out),
+                 "--lengths", "5", "--no-shuffle", "--no-report", "--crop-duration", "4")
+    assert result.exit_code == 0, result.output
+    assert "3 clip(s) scored" in result.output and "3 of the scored clip(s) ran an adapted grid" in result.output
+    res = pd.read_parquet(out / "results.parquet")
+    # 4 s - 1 s recovery - 0.1 s noise = 2.9 s, rounded down to the 1-s onset step
+    assert (res["onset_s"] == 2.0).all() and (res["grid_onset_s"] == 5.0).all() and res["adapted"].all()
 
 
 def test_limit_zero_is_an_error_not_every_clip(tmp_path, audio_dir, capsys):

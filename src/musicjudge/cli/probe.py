@@ -49,6 +49,10 @@ def run_cmd(
     shuffle: Optional[bool] = typer.Option(None, "--shuffle/--no-shuffle", help="Run the shuffles."),
     crop_start: Optional[float] = typer.Option(None, help="Crop start in seconds."),
     crop_duration: Optional[float] = typer.Option(None, help="Crop duration in seconds (0 = whole clip)."),
+    strict: Optional[bool] = typer.Option(None, "--strict/--adapt", help="--strict: run the configured (paper) grid exactly; a clip that cannot hold all of it is recorded and skipped. Default --adapt: per clip, move onsets earlier and drop lengths that do not fit (docs/probe.md)."),
+    min_recovery: Optional[float] = typer.Option(None, help="Seconds a clip must continue after a perturbation (default 1.0)."),
+    min_baseline: Optional[float] = typer.Option(None, help="Earliest onset, in seconds, a moved onset may take: the pre-onset baseline window (default 1.0)."),
+    long_clip: Optional[float] = typer.Option(None, help="Clips this long (s) or longer are cropped in their middle (default 60; 0 = always from --crop-start)."),
     seeds: Optional[str] = typer.Option(None, help="Noise seeds, comma-separated."),
     condition: Optional[str] = typer.Option(None, help="Text condition (default: unconditional / null condition)."),
     melody: Optional[Path] = typer.Option(None, "--melody", "--reference-audio", help="Reference audio whose chroma conditions MusicGen-Melody (every clip; with or without --condition)."),
@@ -99,6 +103,9 @@ def run_cmd(
         "shuffle.onset_s": shuffle_onset,
         "shuffle.enabled": shuffle,
         "crop_start_s": crop_start,
+        "strict": strict,
+        "min_recovery_s": min_recovery,
+        "min_baseline_s": min_baseline,
         "seeds": _numbers(seeds, "seeds", float),
         "condition": condition,
         "melody": None if melody is None else str(melody),
@@ -110,6 +117,8 @@ def run_cmd(
     })
     if crop_duration is not None:
         cfg.crop_duration_s = crop_duration if crop_duration > 0 else None
+    if long_clip is not None:
+        cfg.long_clip_s = long_clip if long_clip > 0 else None
     # data-parallel (musicjudge.distributed): one process = plain run_probe; several = a share
     # each, and only the last one to finish consolidates, summarises and reports
     from musicjudge.device import check_device
@@ -140,6 +149,9 @@ def _print_summary(run_dir: Path) -> None:
     c = info["counts"]
     typer.echo(f"{run_dir}: {c['scored']} clip(s) scored, {c['skipped_done']} already done, "
                f"{c['errors']} skipped as bad, {c['skipped_errored']} bad in an earlier run (of {c['keys']})")
+    if c.get("adapted"):
+        typer.echo(f"{c['adapted']} of the scored clip(s) ran an adapted grid (onset moved or lengths dropped: "
+                   "clips.parquet columns plan, dropped; --strict for the configured grid only)")
     if c["errors"] or c["skipped_errored"]:
         typer.echo(f"bad clips and reasons: {Path(run_dir) / 'errors.jsonl'}", err=True)
 
@@ -180,7 +192,8 @@ def profile_cmd(
     """Label-free musicality baseline: the profile score of each clip under one model."""
     from musicjudge.audio import list_audio_files
     from musicjudge.lm.loader import load_music_lm
-    from musicjudge.probe.profile import check_profile_settings, profile_scores
+    from musicjudge.probe.profile import check_profile_settings
+    from musicjudge.probe.scoring import profile_scores
 
     paths: list[str] = []
     for a in audio:

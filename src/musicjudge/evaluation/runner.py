@@ -170,7 +170,7 @@ def _score_chunk(system: str, chunk: list[tuple[Clip, Prompt | None]], lm, rewar
             if clip.path in embed_errors:
                 errors.append(embed_errors[clip.path])
         if lm is not None and row["duration_s"] is not None:  # readable audio: the LM may still score it
-            from musicjudge.probe.profile import profile_scores
+            from musicjudge.probe.scoring import profile_scores
 
             try:
                 prof = profile_scores(lm, [clip.path], onsets_s=profile.onsets_s, lengths_frames=profile.lengths_frames,

@@ -24,7 +24,8 @@ PAPER_SHUFFLE_BLOCKS = [1, 2, 5, 10, 35, 50, 70, 100, 150, 200]
 SAVE_CURVES = ("codebooks", "mean", "none")
 
 
-def _floats(name: str, value: Any) -> list[float]:
+def parse_floats(name: str, value: Any) -> list[float]:
+    """``value`` (a number or a list) as finite floats; ConfigError naming ``name`` otherwise."""
     items = value if isinstance(value, (list, tuple)) else [value]
     out = []
     for v in items:
@@ -38,9 +39,10 @@ def _floats(name: str, value: Any) -> list[float]:
     return out
 
 
-def _ints(name: str, value: Any, minimum: int = 1) -> list[int]:
+def parse_ints(name: str, value: Any, minimum: int = 1) -> list[int]:
+    """``value`` as whole numbers >= ``minimum``; ConfigError naming ``name`` otherwise."""
     out = []
-    for f in _floats(name, value):
+    for f in parse_floats(name, value):
         if f != int(f) or f < minimum:
             raise ConfigError(f"{name}={value!r}: expected whole numbers >= {minimum}")
         out.append(int(f))
@@ -69,11 +71,11 @@ class NoiseGrid:
     def __post_init__(self) -> None:
         self.colours = _strs("noise.colours", self.colours)
         self.modes = _strs("noise.modes", self.modes)
-        self.onsets_s = _floats("noise.onsets_s", self.onsets_s)
+        self.onsets_s = parse_floats("noise.onsets_s", self.onsets_s)
         if any(o < 0 for o in self.onsets_s):
             raise ConfigError(f"noise.onsets_s={self.onsets_s}: onsets must be >= 0 s")
-        self.lengths_frames = _ints("noise.lengths_frames", self.lengths_frames)
-        self.levels_db = _floats("noise.levels_db", self.levels_db)
+        self.lengths_frames = parse_ints("noise.lengths_frames", self.lengths_frames)
+        self.levels_db = parse_floats("noise.levels_db", self.levels_db)
 
 
 @dataclass
@@ -88,10 +90,10 @@ class ShuffleGrid:
 
     def __post_init__(self) -> None:
         self.kinds = _strs("shuffle.kinds", self.kinds)
-        self.onset_s = _floats("shuffle.onset_s", self.onset_s)[0]
-        self.blocks_frames = _ints("shuffle.blocks_frames", self.blocks_frames)
+        self.onset_s = parse_floats("shuffle.onset_s", self.onset_s)[0]
+        self.blocks_frames = parse_ints("shuffle.blocks_frames", self.blocks_frames)
         if self.range_end_s is not None:
-            self.range_end_s = _floats("shuffle.range_end_s", self.range_end_s)[0]
+            self.range_end_s = parse_floats("shuffle.range_end_s", self.range_end_s)[0]
 
 
 @dataclass
@@ -172,6 +174,13 @@ class ProbeConfig:
     crop_start_s: float = 0.0
     crop_duration_s: float | None = 15.0
     min_recovery_s: float = 1.0
+    # how the grid meets each clip (plan_perturbations): strict = the configured grid exactly
+    # (clips that cannot hold all of it are skipped); otherwise onsets move earlier and lengths
+    # that do not fit are dropped, per clip
+    strict: bool = False
+    min_baseline_s: float = 1.0  # an onset never comes earlier: the pre-onset baseline window
+    onset_step_s: float = 1.0  # a moved onset is rounded down to a multiple of this (few distinct plans)
+    long_clip_s: float | None = 60.0  # clips this long or longer: crop window centred (crop_window); None: from crop_start_s
     seeds: list[int] = field(default_factory=lambda: [0])
     condition: str | None = None
     condition_from_manifest: bool = False
@@ -200,14 +209,30 @@ class ProbeConfig:
         labels = [model_label(m)[0] for m in self.models]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"models {self.models}: labels must be unique; name them with label=spec")
-        self.seeds = _ints("seeds", self.seeds, minimum=0)
-        self.crop_start_s = _floats("crop_start_s", self.crop_start_s)[0]
+        self.seeds = parse_ints("seeds", self.seeds, minimum=0)
+        self.crop_start_s = parse_floats("crop_start_s", self.crop_start_s)[0]
         if self.crop_start_s < 0:
             raise ConfigError(f"crop_start_s={self.crop_start_s:g}: must be >= 0 seconds (the crop starts that far into each clip)")
         if self.crop_duration_s is not None:
-            self.crop_duration_s = _floats("crop_duration_s", self.crop_duration_s)[0]
+            self.crop_duration_s = parse_floats("crop_duration_s", self.crop_duration_s)[0]
             if self.crop_duration_s <= 0:
                 raise ConfigError(f"crop_duration_s={self.crop_duration_s}: must be > 0 (or null for the whole clip)")
+        self.min_recovery_s = parse_floats("min_recovery_s", self.min_recovery_s)[0]
+        if self.min_recovery_s < 0:
+            raise ConfigError(f"min_recovery_s={self.min_recovery_s:g}: must be >= 0 seconds (--min-recovery)")
+        self.min_baseline_s = parse_floats("min_baseline_s", self.min_baseline_s)[0]
+        if self.min_baseline_s < 0:
+            raise ConfigError(f"min_baseline_s={self.min_baseline_s:g}: must be >= 0 seconds (--min-baseline)")
+        self.onset_step_s = parse_floats("onset_step_s", self.onset_step_s)[0]
+        if self.onset_step_s <= 0:
+            raise ConfigError(f"onset_step_s={self.onset_step_s:g}: must be > 0 seconds")
+        if self.long_clip_s is not None:
+            self.long_clip_s = parse_floats("long_clip_s", self.long_clip_s)[0]
+            if self.long_clip_s <= 0:
+                raise ConfigError(f"long_clip_s={self.long_clip_s:g}: must be > 0 seconds (or null: always crop "
+                                  "from crop_start_s)")
+        if not isinstance(self.strict, bool):
+            raise ConfigError(f"strict={self.strict!r}: expected true or false")
         if self.save_curves not in SAVE_CURVES:
             raise ConfigError(f"save_curves={self.save_curves!r}: expected one of {', '.join(SAVE_CURVES)}")
         if self.batch_size is not None and int(self.batch_size) < 1:
@@ -253,10 +278,216 @@ class ProbeConfig:
         """Settings that change scored numbers; a run directory only resumes under the same."""
         d = self.to_dict()
         fingerprint = {k: d[k] for k in ("crop_start_s", "crop_duration_s", "seeds", "condition", "condition_from_manifest",
-                                         "noise", "shuffle", "save_curves")}
+                                         "noise", "shuffle", "save_curves", "min_recovery_s", "strict",
+                                         "min_baseline_s", "onset_step_s", "long_clip_s")}
         if d["melody"]:  # only when set, so run folders made before the field existed still resume
             fingerprint["melody"] = d["melody"]
         return fingerprint
+
+
+# --------------------------------------------------------------------------------------------
+# What a clip actually runs: the crop window and the perturbation plan (pure functions)
+# --------------------------------------------------------------------------------------------
+def crop_window(source_duration_s: float, config: ProbeConfig) -> tuple[float, float]:
+    """``(start_s, duration_s)`` of the part of a clip of ``source_duration_s`` that is scored.
+
+    From ``crop_start_s``, ``crop_duration_s`` seconds (or the rest of the clip when shorter or
+    when ``crop_duration_s`` is None). A clip of ``long_clip_s`` (60 s) or more -- a whole track
+    rather than a generated excerpt -- is cropped in its middle instead: the window is centred
+    in the part after ``crop_start_s``, its start rounded down to a whole second, so intros and
+    fade-outs are skipped (MusicGen trains on random excerpts of tracks, so a mid-track window
+    is what it knows). The duration may be <= 0 when ``crop_start_s`` is past the end."""
+    start = float(config.crop_start_s)
+    available = float(source_duration_s) - start
+    crop = config.crop_duration_s
+    if crop is None or available <= crop:
+        return start, available
+    if config.long_clip_s is not None and source_duration_s + 1e-9 >= config.long_clip_s:
+        start += math.floor((available - crop) / 2)
+    return start, float(crop)
+
+
+@dataclass(frozen=True)
+class PlannedGroup:
+    """The perturbations of one family run at one onset of a clip: noise lengths or shuffle
+    block sizes (``lengths_frames``), at ``onset_frame`` (frames of the model), standing for
+    the configured onset ``grid_onset_s``."""
+
+    family: str  # "noise" | "shuffle"
+    grid_onset_s: float
+    onset_frame: int
+    lengths_frames: tuple[int, ...]
+    frame_rate: float
+
+    @property
+    def onset_s(self) -> float:
+        return self.onset_frame / self.frame_rate
+
+    @property
+    def moved(self) -> bool:
+        return self.onset_frame != round(self.grid_onset_s * self.frame_rate)
+
+
+@dataclass(frozen=True)
+class DroppedPerturbation:
+    """A configured (family, onset, length) that this clip does not run, and why."""
+
+    family: str
+    grid_onset_s: float
+    length_frames: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """The perturbation plan one clip runs (:func:`plan_perturbations`)."""
+
+    duration_s: float  # the scored window
+    strict: bool
+    groups: tuple[PlannedGroup, ...]
+    dropped: tuple[DroppedPerturbation, ...] = ()
+    required_s: float = 0.0  # the window the plan needs (latest end + min_recovery_s)
+    skip_reason: str | None = None  # the clip runs nothing: "shorter than the required ... s ..."
+
+    @property
+    def adapted(self) -> bool:
+        """True when the clip does not run the configured grid as it is (moved or dropped)."""
+        return bool(self.dropped) or any(g.moved for g in self.groups)
+
+    def describe(self) -> str:
+        """One line, e.g. ``noise@5s L=5,10,50; shuffle@1s B=1,2 (moved from 5s)``."""
+        parts = []
+        for g in self.groups:
+            letter = "L" if g.family == "noise" else "B"
+            moved = f" (moved from {g.grid_onset_s:g}s)" if g.moved else ""
+            parts.append(f"{g.family}@{g.onset_s:g}s {letter}={','.join(map(str, g.lengths_frames))}{moved}")
+        return "; ".join(parts)
+
+
+def _spans(config: ProbeConfig, frame_rate: float) -> list[tuple[str, float, list[tuple[int, int]]]]:
+    """(family, configured onset, [(length, frames it spans)]) of the configured grid. A shuffle
+    spans its two blocks, or to ``range_end_s`` when that is further."""
+    grids = []
+    if config.noise.enabled:
+        for onset in config.noise.onsets_s:
+            grids.append(("noise", onset, [(L, L) for L in config.noise.lengths_frames]))
+    if config.shuffle.enabled:
+        s = config.shuffle
+        reach = 0 if s.range_end_s is None else round((s.range_end_s - s.onset_s) * frame_rate)
+        grids.append(("shuffle", s.onset_s, [(B, max(2 * B, reach)) for B in s.blocks_frames]))
+    return grids
+
+
+_TOL_FRAMES = 0.5  # a window half a frame short of a fit still fits (decoders round lengths)
+
+
+def minimum_duration_s(config: ProbeConfig, frame_rate: float) -> float:
+    """Shortest window in which a clip runs anything: under ``strict`` the whole configured grid
+    (latest end + ``min_recovery_s``), otherwise the shortest perturbation at the earliest onset
+    allowed (``min_baseline_s``, or the configured onset when earlier) + ``min_recovery_s``."""
+    fr = float(frame_rate)
+    rec = config.min_recovery_s * fr
+    ends = []
+    for _family, grid_onset, items in _spans(config, fr):
+        onset = round(grid_onset * fr)
+        if not config.strict:
+            onset = min(onset, math.ceil(config.min_baseline_s * fr - 1e-9))
+        ends += [onset + span for _, span in items]
+    if not ends:
+        return rec / fr
+    return ((max(ends) if config.strict else min(ends)) + rec) / fr
+
+
+def too_short_reason(config: ProbeConfig, frame_rate: float) -> str:
+    """Why a clip below :func:`minimum_duration_s` runs nothing, naming the flags that change it."""
+    need = minimum_duration_s(config, frame_rate)
+    if config.strict:
+        return (f"shorter than the required {need:.2f} s of the configured grid under --strict (latest perturbation "
+                f"end + min_recovery_s={config.min_recovery_s:g} s); pass --adapt (or drop --strict / strict: true) "
+                "to fit the grid to each clip, or use shorter --lengths/--blocks or a lower --min-recovery")
+    return (f"shorter than the required {need:.2f} s for any perturbation (an onset no earlier than "
+            f"min_baseline_s={config.min_baseline_s:g} s, the shortest perturbation, then "
+            f"min_recovery_s={config.min_recovery_s:g} s); lower --min-baseline or --min-recovery, or use a longer clip")
+
+
+def plan_perturbations(duration_s: float, config: ProbeConfig, frame_rate: float) -> ClipPlan:
+    """The perturbations a clip whose scored window is ``duration_s`` long actually runs.
+
+    A perturbation fits at onset ``o`` when ``o + its span + min_recovery_s <= duration_s``.
+    ``strict``: the configured grid exactly, or nothing (``skip_reason``) when any of it does
+    not fit. Otherwise, for each configured onset (noise onsets, the shuffle onset):
+
+    1. every length fits at the configured onset: kept as configured;
+    2. else the lengths that fit at the earliest onset allowed (``min_baseline_s``, the
+       pre-onset baseline window; the configured onset when that is earlier) are kept, the
+       others dropped with a reason (lengths are never stretched or shortened), and the kept
+       lengths share one onset: the latest that holds the longest of them, rounded down to a
+       multiple of ``onset_step_s`` (so clips of similar length share a plan) and never
+       later than the configured one;
+    3. a (family, onset, length) already planned from another configured onset is dropped as
+       a duplicate.
+
+    A clip that keeps nothing gets ``skip_reason`` (:func:`too_short_reason`)."""
+    fr = float(frame_rate)
+    total = float(duration_s) * fr
+    rec = config.min_recovery_s * fr
+
+    def fits(onset: int, span: int) -> bool:
+        return onset + span + rec <= total + _TOL_FRAMES
+
+    grids = _spans(config, fr)
+    groups: list[PlannedGroup] = []
+    dropped: list[DroppedPerturbation] = []
+    ends: list[int] = []
+    if config.strict:
+        for family, grid_onset, items in grids:
+            onset = round(grid_onset * fr)
+            groups.append(PlannedGroup(family, grid_onset, onset, tuple(L for L, _ in items), fr))
+            ends += [onset + span for _, span in items]
+        required = (max(ends, default=0) + rec) / fr
+        if not all(fits(round(g * fr), span) for _, g, items in grids for _, span in items):
+            return ClipPlan(duration_s, True, (), required_s=required, skip_reason=too_short_reason(config, fr))
+        return ClipPlan(duration_s, True, tuple(groups), required_s=required)
+    seen: set[tuple[str, int, int]] = set()
+    min_onset = math.ceil(config.min_baseline_s * fr - 1e-9)
+    for family, grid_onset, items in grids:
+        onset = round(grid_onset * fr)
+        if all(fits(onset, span) for _, span in items):
+            kept = items
+        else:
+            earliest = min(onset, min_onset)
+            kept = [(L, span) for L, span in items if fits(earliest, span)]
+            for L, span in items:
+                if (L, span) not in kept:
+                    dropped.append(DroppedPerturbation(family, grid_onset, L, (
+                        f"needs {(earliest + span + rec) / fr:.2f} s (onset >= {earliest / fr:g} s + {span} frames + "
+                        f"min_recovery_s={config.min_recovery_s:g} s); the window is {duration_s:.2f} s")))
+            if kept:
+                longest = max(span for _, span in kept)
+                latest_s = (total + _TOL_FRAMES - rec - longest) / fr
+                stepped = round(math.floor(latest_s / config.onset_step_s + 1e-9) * config.onset_step_s * fr)
+                moved = min(onset, max(earliest, stepped))
+                while moved > earliest and not fits(moved, longest):
+                    moved -= 1
+                onset = moved
+        lengths = []
+        for L, span in kept:
+            if (family, onset, L) in seen:
+                dropped.append(DroppedPerturbation(family, grid_onset, L,
+                                                   f"same onset ({onset / fr:g} s) as another configured onset"))
+                continue
+            seen.add((family, onset, L))
+            lengths.append(L)
+            ends.append(onset + span)
+        if lengths:
+            groups.append(PlannedGroup(family, grid_onset, onset, tuple(lengths), fr))
+    required = (max(ends, default=0) + rec) / fr
+    if not groups:
+        return ClipPlan(duration_s, False, (), tuple(dropped), required, too_short_reason(config, fr))
+    return ClipPlan(duration_s, False, tuple(groups), tuple(dropped), required)
 
 
 def read_yaml_file(path: str | os.PathLike, *, not_found: str) -> Any:

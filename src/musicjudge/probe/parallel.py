@@ -23,7 +23,8 @@ def run_probe_parallel(config: Any, out_dir: str | os.PathLike, *, shard: str | 
     (launcher or ``shard="i/n"``): each scores its share of :func:`work_keys` (round-robin by
     ``model/dataset/clip`` key) without consolidating; the last to finish consolidates and
     writes the summed counts to ``run.json``. Returns ``(run_dir, consolidated)``."""
-    from musicjudge.probe.runner import consolidate, run_probe, shard_paths, work_keys
+    from musicjudge.probe.rundir import consolidate, shard_paths
+    from musicjudge.probe.runner import run_probe, work_keys
 
     proc = current_process(shard)
     if not proc.is_distributed:

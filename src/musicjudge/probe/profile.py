@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -266,7 +266,9 @@ def clip_profiles(results: "pd.DataFrame", spec: ProfileScoreSpec | None = None)
     Columns: ``profile_score`` (mean over short injections of smooth_peak_height / scale),
     ``n_short`` (injections it averages), ``assim_depth_norm`` (mean over long injections of
     assim_depth / scale), ``recovery_time_mean`` (frames, long injections),
-    ``offset_spike_norm`` (long injections), ``orig_loss_mean``, ``orig_loss_std``."""
+    ``offset_spike_norm`` (long injections), ``orig_loss_mean``, ``orig_loss_std``, ``onsets_s``
+    (the onsets the clip's injections actually ran at, e.g. ``"3,5,7"``; a short clip runs
+    earlier ones, docs/probe.md), so scores from different plans are not pooled unawares."""
     import pandas as pd
 
     spec = spec or ProfileScoreSpec()
@@ -274,7 +276,7 @@ def clip_profiles(results: "pd.DataFrame", spec: ProfileScoreSpec | None = None)
     noise = results[results["kind"] == "noise"].copy()
     if noise.empty:
         return pd.DataFrame(columns=keys + ["profile_score", "n_short", "assim_depth_norm", "recovery_time_mean",
-                                            "offset_spike_norm", "orig_loss_mean", "orig_loss_std"])
+                                            "offset_spike_norm", "orig_loss_mean", "orig_loss_std", "onsets_s"])
     scale = noise["orig_loss_std"].clip(lower=spec.min_scale)
     noise["_peak_norm"] = noise["smooth_peak_height"] / scale
     noise["_assim_norm"] = noise["assim_depth"] / scale
@@ -288,16 +290,23 @@ def clip_profiles(results: "pd.DataFrame", spec: ProfileScoreSpec | None = None)
     out = out.join(g_long.agg(assim_depth_norm=("_assim_norm", "mean"), recovery_time_mean=("recovery_time", "mean"),
                               offset_spike_norm=("_offset_norm", "mean")))
     out["n_short"] = out["n_short"].fillna(0).astype(int)
+    if "onset_s" in noise.columns:
+        out = out.join(noise.groupby(keys, sort=True)["onset_s"].agg(
+            lambda v: ",".join(f"{o:g}" for o in sorted(set(v.dropna())))).rename("onsets_s"))
+    else:
+        out["onsets_s"] = ""
     cols = ["profile_score", "n_short", "assim_depth_norm", "recovery_time_mean", "offset_spike_norm",
-            "orig_loss_mean", "orig_loss_std"]
+            "orig_loss_mean", "orig_loss_std", "onsets_s"]
     return out.reset_index()[keys + cols]
 
 
 def profile_summary(clips: "pd.DataFrame", seed: int = 0) -> "pd.DataFrame":
-    """Profile score aggregated per model and data set: n, mean, std, bootstrap 95% CI."""
+    """Profile score aggregated per model, data set and the onsets actually run (``onsets_s``,
+    when present): n, mean, std, bootstrap 95% CI."""
     from musicjudge.probe.stats import summarize
 
-    return summarize(clips, ["model", "dataset"], "profile_score", seed=seed)
+    by = ["model", "dataset"] + (["onsets_s"] if "onsets_s" in clips.columns else [])
+    return summarize(clips, by, "profile_score", seed=seed)
 
 
 MIN_ONSET_S = 0.5  # leaves pre-onset frames for the baseline (codec look-ahead + delays)
@@ -317,98 +326,12 @@ def fitting_onsets(onsets_s: Sequence[float], duration_s: float, longest_s: floa
 def check_profile_settings(*, onsets_s: Sequence[float], lengths_frames: Sequence[int], crop_start: float = 0.0,
                            crop_duration: float | None = None) -> None:
     """ConfigError for settings that would fail every clip (checked before any clip is read)."""
-    from musicjudge.probe.config import _floats, _ints
+    from musicjudge.probe.config import parse_floats, parse_ints
 
-    _ints("lengths_frames (--lengths)", list(lengths_frames), minimum=1)
-    if not onsets_s or min(_floats("onsets_s (--onsets)", list(onsets_s))) < 0:
+    parse_ints("lengths_frames (--lengths)", list(lengths_frames), minimum=1)
+    if not onsets_s or min(parse_floats("onsets_s (--onsets)", list(onsets_s))) < 0:
         raise ConfigError(f"onsets_s (--onsets)={list(onsets_s)!r}: give at least one onset, each >= 0 seconds")
-    if _floats("crop_start", crop_start)[0] < 0:
+    if parse_floats("crop_start", crop_start)[0] < 0:
         raise ConfigError(f"--crop-start {crop_start:g}: must be >= 0 seconds")
-    if crop_duration is not None and not _floats("crop_duration", crop_duration)[0] > 0:
+    if crop_duration is not None and not parse_floats("crop_duration", crop_duration)[0] > 0:
         raise ConfigError(f"--crop-duration {crop_duration:g}: must be > 0 seconds (or left out for the whole clip)")
-
-
-def profile_scores(
-    lm,
-    paths: Sequence[str] | Iterable[str],
-    *,
-    onsets_s: Sequence[float] = (3.0, 5.0, 7.0),
-    lengths_frames: Sequence[int] = (5, 10),
-    colour: str = "white",
-    level_db: float = -20.0,
-    level_ref: str = "dbfs",
-    crop_start: float = 0.0,
-    crop_duration: float | None = None,
-    seeds: Sequence[int] = (0,),
-    condition: str | None = None,
-    spec: ProfileScoreSpec | None = None,
-    fit_onsets: bool = True,
-    min_recovery_s: float = 1.0,
-    progress: bool = True,
-) -> "pd.DataFrame":
-    """Label-free musicality baseline: the profile score of each audio file under ``lm``.
-
-    For each file: load (mono, ``lm.sample_rate``), crop, replace [onset, onset + L) with
-    ``colour`` noise at ``level_db`` for every onset x L, score original and perturbed with
-    ``lm`` and apply :func:`clip_profiles`. With ``fit_onsets`` a clip too short for some onsets
-    uses those that fit (noise + ``min_recovery_s`` before its end), or a single onset as late
-    as fits (>= 0.5 s) when none does; ``n_short`` says how many injections were averaged.
-    Bad files do not stop the batch: their row has ``profile_score`` NaN and the reason in
-    ``error``.
-
-    Returns one row per path: ``path, profile_score, n_short, orig_loss_mean, orig_loss_std,
-    peak_height_mean, error`` (in the order of ``paths``)."""
-    import pandas as pd
-
-    from musicjudge.errors import MusicjudgeError
-    from musicjudge.probe.runner import ClipScorer, noise_grid
-
-    from musicjudge.audio import audio_info
-
-    check_profile_settings(onsets_s=onsets_s, lengths_frames=lengths_frames, crop_start=crop_start,
-                           crop_duration=crop_duration)
-    spec = spec or ProfileScoreSpec()
-    scorers: dict[tuple[float, ...], ClipScorer] = {}
-
-    def scorer_for(onsets: tuple[float, ...]) -> ClipScorer:
-        if onsets not in scorers:
-            grid = noise_grid(colours=[colour], onsets_s=list(onsets), lengths_frames=list(lengths_frames),
-                              levels_db=[level_db], level_ref=level_ref, frame_rate=lm.frame_rate)
-            scorers[onsets] = ClipScorer(lm, grid, seeds=list(seeds), condition=condition,
-                                         min_recovery_s=min_recovery_s)
-        return scorers[onsets]
-
-    longest_s = max(lengths_frames) / float(lm.frame_rate)
-    rows = []
-    paths = [str(p) for p in paths]
-    iterator = paths
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(paths, desc="profile scores", unit="clip")
-    for path in iterator:
-        try:
-            onsets = tuple(onsets_s)
-            if fit_onsets:
-                available = audio_info(path).duration - crop_start
-                if crop_duration is not None:
-                    available = min(available, crop_duration)
-                onsets = fitting_onsets(onsets_s, available, longest_s, min_recovery_s)
-            scorer = scorer_for(onsets)
-            wave = scorer.load(path, crop_start=crop_start, crop_duration=crop_duration)
-            clip_rows, _ = scorer.score(wave, clip_id=path, curves=False)
-        except MusicjudgeError as e:
-            rows.append({"path": path, "profile_score": float("nan"), "n_short": 0, "orig_loss_mean": float("nan"),
-                         "orig_loss_std": float("nan"), "peak_height_mean": float("nan"), "error": str(e)})
-            continue
-        df = pd.DataFrame(clip_rows)
-        df["model"], df["dataset"] = getattr(lm, "name", "model"), "input"
-        prof = clip_profiles(df, spec).iloc[0]
-        rows.append({
-            "path": path, "profile_score": float(prof["profile_score"]), "n_short": int(prof["n_short"]),
-            "orig_loss_mean": float(prof["orig_loss_mean"]), "orig_loss_std": float(prof["orig_loss_std"]),
-            "peak_height_mean": float(df.loc[df["length_frames"] <= spec.short_max_frames, "smooth_peak_height"].mean()),
-            "error": "",
-        })
-    return pd.DataFrame(rows, columns=["path", "profile_score", "n_short", "orig_loss_mean", "orig_loss_std",
-                                       "peak_height_mean", "error"])

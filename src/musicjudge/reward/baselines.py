@@ -176,7 +176,7 @@ class LossProfileReward:
         self._by_path: dict[str, float] = {}
 
     def score(self, items: Sequence[ScoreItem]) -> dict[str, np.ndarray]:
-        from musicjudge.probe.profile import profile_scores
+        from musicjudge.probe.scoring import profile_scores
 
         todo = list(dict.fromkeys(it.audio for it in items if it.audio not in self._by_path))
         if todo:
