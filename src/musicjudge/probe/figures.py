@@ -37,21 +37,32 @@ def _colours(labels: Sequence[str]) -> dict[str, tuple]:
     return {lab: cmap(i % 10) for i, lab in enumerate(labels)}
 
 
+def _series(df: pd.DataFrame, base: str = "model") -> pd.Series:
+    """Series label per row: ``base`` (the model), plus the actual onset when the table holds
+    several (a clip too short for the configured onset ran earlier: never drawn as one line)."""
+    labels = df[base].astype(str)
+    if "onset_s" in df.columns and df["onset_s"].nunique(dropna=True) > 1:
+        labels = labels + df["onset_s"].map(lambda o: f" @ {o:g} s" if pd.notna(o) else "")
+    return labels
+
+
 def plot_d_vs_length(d_len: pd.DataFrame, path: Path, *, colour: str | None = None, title: str = "D vs noise length") -> Path | None:
-    """D (mean +- 95% CI) against L, one panel per data set, one line per model (``d_by_length``
-    output for noise; ``colour`` picks one noise colour, default the first)."""
+    """D (mean +- 95% CI) against L, one panel per data set, one line per model (and per actual
+    onset when there are several) (``d_by_length`` output for noise; ``colour`` picks one noise
+    colour, default the first)."""
     if d_len.empty:
         return None
     if "colour" in d_len.columns:
         colour = colour or sorted(d_len["colour"].unique())[0]
         d_len = d_len[d_len["colour"] == colour]
+    d_len = d_len.assign(_series=_series(d_len))
     datasets = sorted(d_len["dataset"].unique())
-    models = sorted(d_len["model"].unique())
+    models = sorted(d_len["_series"].unique())
     cmap = _colours(models)
     fig, axes = _figure(1, len(datasets))
     for ax, ds in zip(axes[0], datasets):
         for m in models:
-            g = d_len[(d_len["dataset"] == ds) & (d_len["model"] == m)].sort_values("length_frames")
+            g = d_len[(d_len["dataset"] == ds) & (d_len["_series"] == m)].sort_values("length_frames")
             if g.empty:
                 continue
             err = np.vstack([g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]])
@@ -115,12 +126,13 @@ def plot_region_violins(results: pd.DataFrame, path: Path, *, min_length: int = 
     if sub.empty:
         return None
     regions = [("Peak", prefix + "peak_mean"), ("Assimilation", prefix + "assim_mean"), ("Recovery", "recovery_mean")]
-    groups = sorted(sub.groupby(["model", "dataset"]).groups.keys())
+    sub = sub.assign(_series=_series(sub))
+    groups = sorted(sub.groupby(["_series", "dataset"]).groups.keys())
     fig, axes = _figure(1, 3, width=max(3.5, 1.1 * len(groups) + 1.5))
     for ax, (name, col) in zip(axes[0], regions):
         data, labels = [], []
         for m, ds in groups:
-            v = sub[(sub["model"] == m) & (sub["dataset"] == ds)][col].to_numpy(float)
+            v = sub[(sub["_series"] == m) & (sub["dataset"] == ds)][col].to_numpy(float)
             v = v[np.isfinite(v)]
             if v.size:
                 data.append(v)
@@ -145,14 +157,15 @@ def plot_shuffle_boxes(results: pd.DataFrame, path: Path) -> Path | None:
     sub = results[results["kind"] == "shuffle"]
     if sub.empty:
         return None
-    models = sorted(sub["model"].unique())
+    sub = sub.assign(_series=_series(sub))
+    models = sorted(sub["_series"].unique())
     blocks = sorted(sub["length_frames"].unique())
     cmap = _colours(models)
     fig, axes = _figure(1, 1, width=max(6.0, 0.6 * len(blocks) * len(models) + 2))
     ax = axes[0][0]
     width = 0.8 / len(models)
     for i, m in enumerate(models):
-        data = [sub[(sub["model"] == m) & (sub["length_frames"] == b)]["D"].dropna().to_numpy() for b in blocks]
+        data = [sub[(sub["_series"] == m) & (sub["length_frames"] == b)]["D"].dropna().to_numpy() for b in blocks]
         pos = np.arange(len(blocks)) + (i - (len(models) - 1) / 2) * width
         keep = [j for j, v in enumerate(data) if v.size]
         bp = ax.boxplot([data[j] for j in keep], positions=pos[keep], widths=width * 0.9, patch_artist=True, showfliers=False)
@@ -174,13 +187,14 @@ def plot_colour_comparison(d_len: pd.DataFrame, path: Path) -> Path | None:
     model; None with a single colour."""
     if d_len.empty or "colour" not in d_len.columns or d_len["colour"].nunique() < 2:
         return None
-    models = sorted(d_len["model"].unique())
+    d_len = d_len.assign(_series=_series(d_len))
+    models = sorted(d_len["_series"].unique())
     colours = sorted(d_len["colour"].unique())
     palette = {"white": "0.4", "pink": "tab:pink", "brown": "tab:brown", "blue": "tab:blue"}
     fig, axes = _figure(1, len(models))
     for ax, m in zip(axes[0], models):
         for c in colours:
-            g = d_len[(d_len["model"] == m) & (d_len["colour"] == c)]
+            g = d_len[(d_len["_series"] == m) & (d_len["colour"] == c)]
             if g.empty:
                 continue
             # weight each data set's mean by its n for a pooled mean per length

@@ -15,7 +15,7 @@ from musicjudge.probe import figures as F
 from musicjudge.probe import stats as S
 from musicjudge.probe.config import Analysis
 from musicjudge.probe.profile import ProfileScoreSpec, clip_profiles, profile_summary
-from musicjudge.probe.runner import load_results
+from musicjudge.probe.rundir import load_results
 from musicjudge.report import HtmlReport, library_versions
 
 # figure file name -> (title, caption); the report names every figure it embeds
@@ -33,17 +33,24 @@ FIGURES = {
 }
 
 
+def _common_onset(noise: pd.DataFrame):
+    """The onset frame most rows ran at (the earliest of ties): the configured one, not that of
+    short clips whose onset moved."""
+    counts = noise["onset_frame"].value_counts()
+    return counts[counts == counts.max()].index.min() if len(counts) else np.nan
+
+
 def _pick_examples(results: pd.DataFrame, max_models: int = 3) -> pd.DataFrame:
     """Result rows to draw as example curves: per model (up to ``max_models``), a typical clip
     of its first data set (the one with the median D at the longest noise length), its longest
-    and a middle noise length (first colour, earliest onset, first seed)."""
+    and a middle noise length (first colour, the most common onset, first seed)."""
     noise = results[results["kind"] == "noise"]
     picks = []
     for model in sorted(noise["model"].unique())[:max_models]:
         sub = noise[noise["model"] == model]
         first = sub.sort_values(["dataset", "clip_id"]).iloc[0]
         sub = sub[(sub["dataset"] == first["dataset"]) & (sub["colour"] == first["colour"])
-                  & (sub["onset_frame"] == sub["onset_frame"].min()) & (sub["seed"] == sub["seed"].min())]
+                  & (sub["onset_frame"] == _common_onset(sub)) & (sub["seed"] == sub["seed"].min())]
         longest = sub[sub["length_frames"] == sub["length_frames"].max()].sort_values(["D", "clip_id"])
         typical = longest.iloc[(len(longest) - 1) // 2]["clip_id"]
         sub = sub[sub["clip_id"] == typical]
@@ -85,10 +92,21 @@ def _summary_text(results: pd.DataFrame, clips: pd.DataFrame, errors: pd.DataFra
         f"{len(models)} model(s): {', '.join(models)}; {len(datasets)} data set(s): {', '.join(datasets)}; "
         f"{len(clips)} clip-model pairs scored, {len(results)} perturbation results; {n_err} clip(s) skipped (see Errors).",
     ]
+    onsets = sorted(results.loc[results["kind"] == "noise", "onset_s"].dropna().unique()) if "onset_s" in results else []
+    if "adapted" in clips.columns and clips["adapted"].fillna(False).any():
+        n_adapted = int(clips["adapted"].fillna(False).sum())
+        lines.append(f"{n_adapted} of {len(clips)} clip-model pairs were too short for the configured grid and ran an "
+                     "adapted plan (onset moved earlier, lengths that do not fit dropped; see Perturbation plans). "
+                     "Every table and figure groups by the onset actually run (onset_s), so perturbations at different "
+                     "onsets are never pooled.")
+    elif len(onsets) > 1:
+        lines.append(f"Noise ran at {len(onsets)} onsets ({', '.join(f'{o:g} s' for o in onsets)}); every table and "
+                     "figure groups by the onset actually run (onset_s).")
     pooled = corr[corr["scope"] == "pooled"]
-    if len(pooled) and np.isfinite(pooled["pearson_r"].iloc[0]):
-        r = pooled.iloc[0]
-        lines.append(f"Pooled correlation of D with noise length L: Pearson r = {r['pearson_r']:.3f} "
+    pooled = pooled[np.isfinite(pooled["pearson_r"].to_numpy(float))]
+    for _, r in pooled.sort_values("n", ascending=False).head(3).iterrows():
+        at = f" at onset {r['onset_s']:g} s" if "onset_s" in r and pd.notna(r["onset_s"]) else ""
+        lines.append(f"Pooled correlation of D with noise length L{at}: Pearson r = {r['pearson_r']:.3f} "
                      f"(p = {r['pearson_p']:.2g}), Spearman rho = {r['spearman_r']:.3f} (p = {r['spearman_p']:.2g}), "
                      f"n = {int(r['n'])}. The protocol reports r < -0.85 for MusicGen: longer noise, lower loss.")
     if len(amnesia):
@@ -124,6 +142,7 @@ def build_report(results: pd.DataFrame, clips: pd.DataFrame, out_html: Path, *, 
         "regions_paper": S.region_summary(results, min_length=analysis.long_min_frames, seed=seed, rule="paper"),
         "regions_smooth": S.region_summary(results, min_length=analysis.long_min_frames, seed=seed, rule="smooth"),
         "original_loss": S.original_loss_summary(clips, seed=seed),
+        "plans": S.plan_summary(clips),
     }
     by_topk = S.d_by_metadata(results, "top_k", seed=seed)
     if len(by_topk):
@@ -158,9 +177,16 @@ def build_report(results: pd.DataFrame, clips: pd.DataFrame, out_html: Path, *, 
         if path is not None:
             fig_title, caption = FIGURES[name]
             rep.add_figure(fig_title, path, caption)
+    if len(tables["plans"]):
+        rep.add_table("Perturbation plans", tables["plans"],
+                      "What the clips actually ran (docs/probe.md, 'Clips of any length'): per plan, the clips and their "
+                      "scored length; adapted = onset moved earlier or lengths dropped (never stretched) because the "
+                      "clip is shorter than the configured grid needs; --strict runs the configured grid only.")
     rep.add_table("Original loss table", tables["original_loss"], "Mean token loss (nats) of the original clips; CI: bootstrap 95%.")
-    rep.add_table("D by noise length", tables["d_by_length_noise"], "Per model, data set, colour and L (frames).")
-    rep.add_table("Correlation of D with L (noise)", tables["correlations_noise"], "scipy.stats pearsonr / spearmanr over (clip, injection) rows.")
+    rep.add_table("D by noise length", tables["d_by_length_noise"],
+                  "Per model, data set, actual onset (onset_s), colour and L (frames).")
+    rep.add_table("Correlation of D with L (noise)", tables["correlations_noise"],
+                  "scipy.stats pearsonr / spearmanr over (clip, injection) rows, at each actual onset.")
     if len(tables["d_by_length_shuffle"]):
         rep.add_table("D by shuffle block size", tables["d_by_length_shuffle"])
         rep.add_table("Correlation of D with block size (shuffle)", tables["correlations_shuffle"])
@@ -168,14 +194,16 @@ def build_report(results: pd.DataFrame, clips: pd.DataFrame, out_html: Path, *, 
         rep.add_table("D by sampling top-k", tables["d_by_top_k"],
                       "Clips whose manifest records the top-k they were sampled with (the Generated set).")
     rep.add_table("Context amnesia rate", tables["amnesia_rate"], "Share of injections with D < 0; Wilson 95% CI.")
-    rep.add_table("Mean d_t per region (paper rule)", tables["regions_paper"], f"Noise lengths >= {analysis.long_min_frames} frames.")
+    rep.add_table("Mean d_t per region (paper rule)", tables["regions_paper"],
+                  f"Noise lengths >= {analysis.long_min_frames} frames, per actual onset.")
     rep.add_table("Mean d_t per region (smoothed rule)", tables["regions_smooth"])
     if len(tables["profile_scores"]):
         rep.add_table("Profile score per model and data set", tables["profile_scores"])
         rep.add_table("Profile score per clip", profiles)
     if errors is not None and len(errors):
         rep.add_table("Errors", errors[[c for c in ("model", "dataset", "path", "perturbation", "reason") if c in errors]],
-                      "Skipped clips (perturbation empty) and perturbations that could not be applied.")
+                      "Skipped clips (perturbation empty; a clip too short for any perturbation names the minimum "
+                      "and the flag that changes it) and perturbations that could not be applied.")
     rep.add_text("Files", [f"Tables as CSV in {stats_dir.name}/, figures as PNG in {fig_dir.name}/.",
                            "Tidy results: results.parquet (one row per clip x perturbation x seed), clips.parquet, "
                            "curves.parquet (per frame and codebook); columns documented in docs/probe.md."])

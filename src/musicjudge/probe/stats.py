@@ -1,6 +1,11 @@
 """Statistics over the runner's tidy results: D by perturbation length with bootstrap 95% CIs,
 Pearson/Spearman correlations of D with L (pooled and per model / data set) and the
-"context amnesia rate" (share of clips whose mean loss *drops* under noise)."""
+"context amnesia rate" (share of clips whose mean loss *drops* under noise).
+
+Every table groups by the onset a perturbation actually ran at (``onset_s``) as well as by its
+length: a clip too short for the configured onset runs earlier (docs/probe.md, "Clips of any
+length"), and those rows are never pooled with the configured onset's. "Pooled" means pooled
+over models and data sets at one onset. :func:`plan_summary` says which clips ran what."""
 
 from __future__ import annotations
 
@@ -45,13 +50,16 @@ def summarize(df: pd.DataFrame, by: Sequence[str], value: str, *, seed: int = 0)
     return pd.DataFrame(rows, columns=by + ["n", "mean", "std", "sem", "ci_low", "ci_high"])
 
 
-def _grouping(df: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
-    return [c for c in ("model", "dataset", *extra) if c in df.columns]
+ONSET = "onset_s"  # the onset actually run (seconds); every perturbation statistic groups by it
+
+
+def _grouping(df: pd.DataFrame, extra: Sequence[str] = (), *, onset: bool = True) -> list[str]:
+    return [c for c in ("model", "dataset", *((ONSET,) if onset else ()), *extra) if c in df.columns]
 
 
 def d_by_length(results: pd.DataFrame, *, kind: str = "noise", seed: int = 0) -> pd.DataFrame:
-    """D (mean perturbed minus mean original loss) per model, data set, colour/shuffle kind and
-    length: n, mean, std, sem, bootstrap 95% CI."""
+    """D (mean perturbed minus mean original loss) per model, data set, actual onset,
+    colour/shuffle kind and length: n, mean, std, sem, bootstrap 95% CI."""
     sub = results[results["kind"] == kind]
     extra = ["colour"] if kind == "noise" else ["shuffle_kind"]
     by = _grouping(sub, [*extra, "length_frames"])
@@ -74,20 +82,24 @@ def _corr_row(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def d_length_correlations(results: pd.DataFrame, *, kind: str = "noise") -> pd.DataFrame:
     """Pearson and Spearman correlation of D with L (scipy.stats), with p-values, over
-    (clip, perturbation) rows: pooled, per model, per data set and per model x data set.
-    Column ``scope`` says which; ``model``/``dataset`` are "*" where pooled over."""
+    (clip, perturbation) rows: pooled, per model, per data set and per model x data set, each
+    at one actual onset (column ``onset_s``, when the results have it). Column ``scope`` says
+    which; ``model``/``dataset`` are "*" where pooled over."""
     sub = results[results["kind"] == kind]
+    onset = [ONSET] if ONSET in sub.columns else []
     rows = []
     scopes = [("pooled", []), ("model", ["model"]), ("dataset", ["dataset"]), ("model x dataset", ["model", "dataset"])]
     for scope, by in scopes:
+        by = by + onset
         if not by:
             groups = [((), sub)]
         else:
-            groups = [((k if isinstance(k, tuple) else (k,)), g) for k, g in sub.groupby(by, sort=True)]
+            groups = [((k if isinstance(k, tuple) else (k,)), g) for k, g in sub.groupby(by, sort=True, dropna=False)]
         for key, grp in groups:
             labels = {"model": "*", "dataset": "*", **dict(zip(by, key))}
             rows.append({"scope": scope, **labels, **_corr_row(grp["length_frames"].to_numpy(float), grp["D"].to_numpy(float))})
-    return pd.DataFrame(rows, columns=["scope", "model", "dataset", "n", "pearson_r", "pearson_p", "spearman_r", "spearman_p"])
+    return pd.DataFrame(rows, columns=["scope", "model", "dataset", *onset, "n", "pearson_r", "pearson_p", "spearman_r",
+                                       "spearman_p"])
 
 
 def amnesia_rate(results: pd.DataFrame, *, kind: str = "noise", by_length: bool = True) -> pd.DataFrame:
@@ -99,7 +111,7 @@ def amnesia_rate(results: pd.DataFrame, *, kind: str = "noise", by_length: bool 
     sub = results[(results["kind"] == kind) & np.isfinite(results["D"])]
     by = _grouping(sub, ["length_frames"] if by_length else [])
     rows = []
-    for key, grp in sub.groupby(by, sort=True):
+    for key, grp in sub.groupby(by, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         n = int(len(grp))
         k = int((grp["D"] < 0).sum())
@@ -111,7 +123,7 @@ def amnesia_rate(results: pd.DataFrame, *, kind: str = "noise", by_length: bool 
 
 def region_summary(results: pd.DataFrame, *, min_length: int = 50, seed: int = 0, rule: str = "paper") -> pd.DataFrame:
     """Mean d_t per region (the protocol's table), pooled over noise lengths >= ``min_length``:
-    one row per model, data set and region with n, mean, std and CI."""
+    one row per model, data set, actual onset and region with n, mean, std and CI."""
     prefix = "" if rule == "paper" else "smooth_"
     sub = results[(results["kind"] == "noise") & (results["length_frames"] >= min_length)]
     long = pd.concat([
@@ -121,14 +133,15 @@ def region_summary(results: pd.DataFrame, *, min_length: int = 50, seed: int = 0
     ], ignore_index=True)
     if long.empty:
         return pd.DataFrame(columns=["model", "dataset", "region", "n", "mean", "std", "sem", "ci_low", "ci_high"])
-    out = summarize(long, _grouping(long, ["region"]), "value", seed=seed)
+    by = _grouping(long, ["region"])
+    out = summarize(long, by, "value", seed=seed)
     order = {"peak": 0, "assimilation": 1, "recovery": 2}
-    return out.sort_values(["model", "dataset", "region"], key=lambda s: s.map(order) if s.name == "region" else s).reset_index(drop=True)
+    return out.sort_values(by, key=lambda s: s.map(order) if s.name == "region" else s).reset_index(drop=True)
 
 
 def original_loss_summary(clips: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Mean loss of the original clips per model and data set (the protocol's first table)."""
-    return summarize(clips, _grouping(clips), "loss_orig", seed=seed)
+    return summarize(clips, _grouping(clips, onset=False), "loss_orig", seed=seed)
 
 
 def metadata_column(df: pd.DataFrame, field: str) -> pd.Series:
@@ -150,10 +163,38 @@ def metadata_column(df: pd.DataFrame, field: str) -> pd.Series:
 
 def d_by_metadata(results: pd.DataFrame, field: str, *, kind: str = "noise", seed: int = 0) -> pd.DataFrame:
     """D per model, data set, metadata ``field`` value (e.g. the Generated set's ``top_k``) and
-    length, over the rows whose manifest carried the field; empty if none did."""
+    length (and actual onset), over the rows whose manifest carried the field; empty if none did."""
     sub = results[results["kind"] == kind].copy()
     sub[field] = metadata_column(sub, field)
     sub = sub[sub[field].notna()]
+    by = _grouping(sub, [field, "length_frames"])
     if sub.empty:
-        return pd.DataFrame(columns=["model", "dataset", field, "length_frames", "n", "mean", "std", "sem", "ci_low", "ci_high"])
-    return summarize(sub, ["model", "dataset", field, "length_frames"], "D", seed=seed)
+        return pd.DataFrame(columns=[*by, "n", "mean", "std", "sem", "ci_low", "ci_high"])
+    return summarize(sub, by, "D", seed=seed)
+
+
+def plan_summary(clips: pd.DataFrame) -> pd.DataFrame:
+    """Which clips ran what: per model, data set and plan (the perturbations actually run,
+    ``clips.plan``), the number of clips, their scored length range (s), whether the plan
+    differs from the configured grid and the lengths it dropped. Empty for runs made before
+    plans were recorded."""
+    cols = ["model", "dataset", "plan", "adapted", "n_clips", "duration_min_s", "duration_max_s", "dropped"]
+    if "plan" not in clips.columns or clips["plan"].isna().all():
+        return pd.DataFrame(columns=cols)
+    import json
+
+    def dropped_text(values: pd.Series) -> str:
+        seen = []
+        for text in values.dropna():
+            for d in json.loads(text) if text else []:
+                item = f"{d['family']}@{d['grid_onset_s']:g}s {d['length_frames']}f"
+                if item not in seen:
+                    seen.append(item)
+        return ", ".join(seen)
+
+    rows = []
+    for (model, dataset, plan), g in clips.groupby(["model", "dataset", "plan"], sort=True):
+        rows.append({"model": model, "dataset": dataset, "plan": plan, "adapted": bool(g["adapted"].fillna(False).any()),
+                     "n_clips": int(len(g)), "duration_min_s": float(g["duration_s"].min()),
+                     "duration_max_s": float(g["duration_s"].max()), "dropped": dropped_text(g["dropped"])})
+    return pd.DataFrame(rows, columns=cols)
