@@ -19,6 +19,7 @@ from musicjudge.evaluation.stats import (
     validity_table,
     win_rate_table,
 )
+from musicjudge.evaluation.types import METRICS, WIN_METRICS, EvalResult
 
 PREVIEW_SECONDS = 10.0  # audio players embed the first seconds of a clip
 PREVIEW_RATE = 22050
@@ -30,8 +31,6 @@ LABELS = {
 
 def clips_frame(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per-clip table (no embeddings) with the loss-adjusted profile score added."""
-    from musicjudge.evaluation.runner import METRICS
-
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "embedding"} for r in rows])
     for col in METRICS:
         if col not in frame.columns:
@@ -183,7 +182,6 @@ def _example_rows(clips: pd.DataFrame, system: str, metric: str, k: int) -> list
 def write_outputs(out: Path, rows: list[dict[str, Any]], *, reference_emb: np.ndarray, n_reference: int,
                   reference_errors: list[dict], missing_prompts: list[dict], config: dict[str, Any], n_boot: int,
                   seed: int, examples: int, report: bool, prompts_given: bool, log: Callable[[str], None]):
-    from musicjudge.evaluation.runner import METRICS, WIN_METRICS, EvalResult
     from musicjudge.io import atomic_write_json, atomic_write_text
     from musicjudge.report import HtmlReport, save_png
 

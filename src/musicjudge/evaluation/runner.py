@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -19,32 +19,10 @@ import numpy as np
 
 from musicjudge.errors import ConfigError
 from musicjudge.evaluation.sources import Clip, Prompt, match_prompt, parse_system_args, read_clips, read_prompts
+# the values the report shares live in the leaf module evaluation.types; importable from here
+from musicjudge.evaluation.types import FORMAT, METRICS, WIN_METRICS, EvalResult, ProfileSettings
 
-FORMAT = "musicjudge-eval/1"
-# Per-clip metrics; higher is better for all but orig_loss (lower = more familiar to the LM).
-METRICS = ("musicality", "alignment", "profile_score", "profile_adjusted", "orig_loss")
-WIN_METRICS = ("musicality", "alignment", "profile_score", "profile_adjusted")
 CHUNK = 8  # clips per reward-model call (one text-encoder batch)
-
-
-@dataclass(frozen=True)
-class ProfileSettings:
-    """The profile-score protocol (as ``musicjudge probe profile``)."""
-
-    onsets_s: tuple[float, ...] = (3.0, 5.0, 7.0)
-    lengths_frames: tuple[int, ...] = (5, 10)
-    level_db: float = -20.0
-    crop_duration: float | None = None
-
-
-@dataclass
-class EvalResult:
-    """What :func:`evaluate` wrote (paths) and the headline numbers (``results``)."""
-
-    out_dir: Path
-    report: Path | None
-    files: dict[str, Path] = field(default_factory=dict)
-    results: dict[str, Any] = field(default_factory=dict)
 
 
 def _lm_from(spec: Any, device: str | None):

@@ -5,107 +5,18 @@ adapter and the built-in LM both derive from it and so share one scoring code pa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from musicjudge.errors import AudioError, ConfigError
+# the value types live in the leaf module lm.types (the engine needs them too); importable from here
+from musicjudge.lm.types import Condition, TokenNLL, make_condition, split_condition
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
     import torch
 
-
-@dataclass(frozen=True)
-class Condition:
-    """What a conditional music LM is conditioned on: a text description and/or a reference
-    recording (``melody``, an audio file path; MusicGen-Melody takes its chroma). Hashable, so
-    a model computes each condition once. A plain ``str`` condition means text only."""
-
-    text: str | None = None
-    melody: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.text is not None and not isinstance(self.text, str):
-            raise ConfigError(f"condition text {self.text!r}: expected a string")
-        object.__setattr__(self, "text", self.text or None)
-        object.__setattr__(self, "melody", str(self.melody) if self.melody else None)
-
-    def __str__(self) -> str:  # what result tables show in their ``condition`` column
-        parts = ([self.text] if self.text else []) + ([f"melody={self.melody}"] if self.melody else [])
-        return " | ".join(parts)
-
-
-def make_condition(text: str | None = None, melody: str | None = None) -> "str | Condition | None":
-    """The condition to pass to a model: the plain text when there is no melody reference (what
-    every text-conditioned model takes), else a :class:`Condition`."""
-    if not melody:
-        return text or None
-    return Condition(text=text, melody=str(melody))
-
-
-def split_condition(condition: "str | Condition | None") -> tuple[str | None, str | None]:
-    """``(text, melody path)`` of any accepted condition value."""
-    if condition is None or isinstance(condition, str):
-        return condition or None, None
-    if isinstance(condition, Condition):
-        return condition.text, condition.melody
-    raise ConfigError(f"condition {condition!r}: expected text or a musicjudge.lm.base.Condition")
-
-
-@dataclass
-class TokenNLL:
-    """Per-token NLL (nats) of one clip: ``nll`` float32 ``[K, T]`` (codebook ``k`` of frame
-    ``t``) and ``mask`` bool ``[K, T]`` (valid entries; invalid ones hold NaN)."""
-
-    nll: "torch.Tensor"
-    mask: "torch.Tensor"
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.nll.shape[-1])
-
-    @property
-    def num_codebooks(self) -> int:
-        return int(self.nll.shape[0])
-
-    def codebook_curves(self) -> "torch.Tensor":
-        """``[K, T]`` per-codebook curves, NaN where not valid."""
-        import torch
-
-        return torch.where(self.mask, self.nll, torch.full_like(self.nll, float("nan")))
-
-    def frame_curve(self) -> "torch.Tensor":
-        """``[T]`` mean over valid codebooks of each frame (the paper's per-token loss curve);
-        NaN for frames with no valid codebook."""
-        import torch
-
-        valid = self.mask.float()
-        total = torch.where(self.mask, self.nll, torch.zeros_like(self.nll)).sum(0)
-        count = valid.sum(0)
-        return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
-
-    def mean(self) -> float:
-        """Mean NLL over all valid tokens (nats/token)."""
-        count = int(self.mask.sum())
-        if count == 0:
-            return float("nan")
-        return float(self.nll[self.mask].double().mean())
-
-    def to_frame_table(self, frame_rate: float) -> "pd.DataFrame":
-        """Tidy table: ``frame, time_s, nll_mean, nll_cb0 .. nll_cb{K-1}`` (NaN where not valid)."""
-        import pandas as pd
-
-        curves = self.codebook_curves().cpu().numpy()
-        table = {
-            "frame": np.arange(self.num_frames),
-            "time_s": np.arange(self.num_frames) / float(frame_rate),
-            "nll_mean": self.frame_curve().cpu().numpy(),
-        }
-        for k in range(self.num_codebooks):
-            table[f"nll_cb{k}"] = curves[k]
-        return pd.DataFrame(table)
+__all__ = ["Condition", "DelayPatternLM", "MusicLM", "TokenNLL", "make_condition", "split_condition"]
 
 
 @runtime_checkable
@@ -231,7 +142,9 @@ class DelayPatternLM:
             raise ConfigError(f"codes: values must lie in [0, {self.codebook_size}); were they made by this model's codec?")
         return codes.long()
 
-    def _condition_tensors(self, condition: "str | Condition | None"):
+    def condition_tensors(self, condition: "str | Condition | None"):
+        """:meth:`conditioning` of ``condition``, computed once per condition (a small cache):
+        what every scoring pass (here and in :mod:`musicjudge.lm.engine`) feeds cross-attention."""
         cache = self.__dict__.setdefault("_condition_cache", {})
         if condition not in cache:
             if len(cache) > 16:
@@ -242,10 +155,10 @@ class DelayPatternLM:
     def prepare_condition(self, condition: "str | Condition | None") -> None:
         """Build (and cache) everything ``condition`` needs now, so a condition this model rejects
         (ConfigError) or a bad melody reference fails once, before any clip is scored."""
-        self._condition_tensors(condition)
-        self._condition_prefix_kv(condition)
+        self.condition_tensors(condition)
+        self.condition_prefix_kv(condition)
 
-    def _condition_prefix_kv(self, condition: "str | Condition | None"):
+    def condition_prefix_kv(self, condition: "str | Condition | None"):
         """Per-layer ``(keys, values)`` ``[1, heads, P, head_dim]`` of :meth:`condition_prefix`
         (computed once per condition), or ``None``. Scoring starts every decoder pass from them,
         which is exact: the prefix precedes the codes and attention is causal."""
@@ -276,8 +189,8 @@ class DelayPatternLM:
         from musicjudge.lm.scoring import decoder_token_nll
 
         items = [self.check_codes(c) for c in codes]
-        hidden, hidden_mask = self._condition_tensors(condition)
-        prefix_kv = self._condition_prefix_kv(condition)
+        hidden, hidden_mask = self.condition_tensors(condition)
+        prefix_kv = self.condition_prefix_kv(condition)
         results: list[TokenNLL | None] = [None] * len(items)
         order = sorted(range(len(items)), key=lambda i: items[i].shape[1])  # similar lengths together
         with torch.inference_mode():

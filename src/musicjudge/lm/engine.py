@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from musicjudge.errors import AudioError, ConfigError
-from musicjudge.lm.base import TokenNLL
+from musicjudge.lm.types import TokenNLL
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -117,10 +117,10 @@ def score_code_perturbations(
     num_positions = num_frames + max(delays)
     # predicted-at position of code (k, t): t + delay_k
     position_of = torch.arange(num_frames)[None, :] + torch.tensor(delays)[:, None]  # [K, T]
-    states, states_mask = lm._condition_tensors(condition)
+    states, states_mask = lm.condition_tensors(condition)
     # a prefix-conditioned model (MusicGen-Melody) starts every pass from the condition's cached
     # keys/values; cache index = offset + delayed position
-    prefix = lm._condition_prefix_kv(condition) if hasattr(lm, "_condition_prefix_kv") else None
+    prefix = lm.condition_prefix_kv(condition) if hasattr(lm, "condition_prefix_kv") else None
     offset = prefix_length(prefix)
 
     spans = [diff_span(original, codes, delays, horizon) for codes in perturbed]

@@ -25,6 +25,22 @@ TINY_WORDS = (
 ).split()
 
 
+#: The adapter (``module:Class``) of each MusicGen variant's checkpoint ``model_type``: a plain
+#: MusicGen adapter asked to load such a checkpoint hands it over. Named, not imported: the
+#: variants' modules import this one, so this one must not import them (a new variant is one line).
+VARIANTS = {
+    "musicgen_melody": "musicjudge.lm.musicgen_melody:MusicGenMelodyLM",
+}
+
+
+def variant_class(model_type: str) -> type:
+    """The :data:`VARIANTS` adapter class of a checkpoint ``model_type``."""
+    import importlib
+
+    module, _, name = VARIANTS[model_type].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def resolve_device(device: str | None = None) -> str:
     """``device`` as given, else CUDA when present, else CPU."""
     import torch
@@ -109,10 +125,8 @@ class MusicGenLM(DelayPatternLM):
         except Exception as e:  # noqa: BLE001 - hub/filesystem errors come in many types
             raise ModelLoadError(f"{name_or_path}: cannot load config ({_first_line(e)}); "
                                  "check the id/path (offline: use a local directory)") from None
-        if config.model_type == "musicgen_melody" and cls.model_type != "musicgen_melody":
-            from musicjudge.lm.musicgen_melody import MusicGenMelodyLM
-
-            return MusicGenMelodyLM._load(name_or_path, device, torch_dtype, attn_implementation)
+        if config.model_type in VARIANTS and cls.model_type != config.model_type:
+            return variant_class(config.model_type)._load(name_or_path, device, torch_dtype, attn_implementation)
         if config.model_type != cls.model_type:
             raise ModelLoadError(f"{name_or_path}: model_type {config.model_type!r} is not MusicGen; "
                                  "use load_music_lm('module:Class') for other models")
@@ -143,7 +157,7 @@ class MusicGenLM(DelayPatternLM):
 
     @classmethod
     def _from_loaded(cls, model: Any, name_or_path: str) -> "MusicGenLM":
-        return cls(model, tokenizer=_load_tokenizer(name_or_path), name=str(name_or_path))
+        return cls(model, tokenizer=load_tokenizer(name_or_path), name=str(name_or_path))
 
     # ------------------------------------------------------------------ codec
     @property
@@ -263,8 +277,9 @@ def encoder_lookahead_frames(encoder: Any, hop: int, probe_frames: int = 24) -> 
     return max(0, math.ceil(ahead / hop))
 
 
-def _load_tokenizer(name_or_path: str):
-    """The checkpoint's text tokenizer (MusicGen ships T5's), or None when absent."""
+def load_tokenizer(name_or_path: str):
+    """The checkpoint's text tokenizer (MusicGen ships T5's), or None when absent (shared by the
+    MusicGen-family adapters)."""
     from transformers import AutoTokenizer
 
     try:
@@ -302,7 +317,7 @@ def build_tiny_musicgen(
     from transformers import MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration
 
     torch.manual_seed(seed)
-    text, codec = _tiny_configs(codebook_size=codebook_size, num_codebooks=num_codebooks,
+    text, codec = tiny_configs(codebook_size=codebook_size, num_codebooks=num_codebooks,
                                 text_hidden_size=text_hidden_size, sample_rate=sample_rate,
                                 upsampling_ratios=upsampling_ratios)
     hop = int(np.prod(upsampling_ratios))
@@ -321,19 +336,20 @@ def build_tiny_musicgen(
         model = MusicgenForConditionalGeneration(config).eval()
     finally:
         hf_logging.set_verbosity(verbosity)
-    _seed_codebooks(model.audio_encoder, hop, codebook_size)
-    _tiny_generation_config(model.generation_config, codebook_size)
+    seed_tiny_codebooks(model.audio_encoder, hop, codebook_size)
+    tiny_generation_config(model.generation_config, codebook_size)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out_dir)
-        _tiny_tokenizer().save_pretrained(out_dir)
+        tiny_tokenizer().save_pretrained(out_dir)
     return model
 
 
-def _tiny_configs(*, codebook_size: int, num_codebooks: int, text_hidden_size: int, sample_rate: int,
+def tiny_configs(*, codebook_size: int, num_codebooks: int, text_hidden_size: int, sample_rate: int,
                   upsampling_ratios: Sequence[int]):
-    """(T5 text encoder, EnCodec) configs of the tiny test models."""
+    """(T5 text encoder, EnCodec) configs of the tiny test models (:func:`build_tiny_musicgen` and
+    :func:`~musicjudge.lm.musicgen_melody.build_tiny_musicgen_melody`)."""
     from transformers import EncodecConfig, T5Config
 
     nbits = int(math.log2(codebook_size))
@@ -350,7 +366,9 @@ def _tiny_configs(*, codebook_size: int, num_codebooks: int, text_hidden_size: i
     return text, codec
 
 
-def _seed_codebooks(audio_encoder: Any, hop: int, codebook_size: int) -> None:
+def seed_tiny_codebooks(audio_encoder: Any, hop: int, codebook_size: int) -> None:
+    """Give a freshly initialised tiny EnCodec non-degenerate codebooks (see the comment below);
+    used by the tiny test-model builders."""
     import torch
 
     with torch.no_grad():
@@ -368,7 +386,9 @@ def _seed_codebooks(audio_encoder: Any, hop: int, codebook_size: int) -> None:
             residual = residual - book[nearest]
 
 
-def _tiny_generation_config(gen: Any, codebook_size: int) -> None:
+def tiny_generation_config(gen: Any, codebook_size: int) -> None:
+    """Set a tiny test model's generation config: pad/BOS/decoder start one past the vocabulary
+    (MusicGen's layout), greedy, no classifier-free guidance."""
     gen.decoder_start_token_id = codebook_size
     gen.pad_token_id = codebook_size
     gen.bos_token_id = codebook_size
@@ -377,7 +397,8 @@ def _tiny_generation_config(gen: Any, codebook_size: int) -> None:
     gen.max_length = 256
 
 
-def _tiny_tokenizer():
+def tiny_tokenizer():
+    """The word-level text tokenizer (:data:`TINY_WORDS`) saved with the tiny test models."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 

@@ -7,7 +7,7 @@ decoder concatenates ``[projected chroma (chroma_length frames), projected text 
 the code embeddings and runs one causal self-attention over both, so the codes sit at decoder
 positions ``P ..`` after the ``P`` prefix positions. musicjudge computes the prefix's keys/values
 once per condition and scores every clip from them (:meth:`condition_prefix`,
-``DelayPatternLM._condition_prefix_kv``), which is the same computation and yields the logits of
+``DelayPatternLM.condition_prefix_kv``), which is the same computation and yields the logits of
 the code positions only.
 
 The condition is built as ``generate`` builds it (guidance off), which is also audiocraft's:
@@ -38,11 +38,11 @@ from musicjudge.lm.base import Condition, split_condition
 from musicjudge.lm.chroma import ChromaConfig, chroma_features
 from musicjudge.lm.musicgen import (
     MusicGenLM,
-    _load_tokenizer,
-    _seed_codebooks,
-    _tiny_configs,
-    _tiny_generation_config,
-    _tiny_tokenizer,
+    load_tokenizer,
+    seed_tiny_codebooks,
+    tiny_configs,
+    tiny_generation_config,
+    tiny_tokenizer,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,7 +74,7 @@ class MusicGenMelodyLM(MusicGenLM):
 
     @classmethod
     def _from_loaded(cls, model: Any, name_or_path: str) -> "MusicGenMelodyLM":
-        return cls(model, tokenizer=_load_tokenizer(name_or_path), name=str(name_or_path),
+        return cls(model, tokenizer=load_tokenizer(name_or_path), name=str(name_or_path),
                    chroma_config=ChromaConfig.from_pretrained(name_or_path))
 
     # ------------------------------------------------------------------ condition
@@ -174,7 +174,7 @@ def build_tiny_musicgen_melody(
     )
 
     torch.manual_seed(seed)
-    text, codec = _tiny_configs(codebook_size=codebook_size, num_codebooks=num_codebooks,
+    text, codec = tiny_configs(codebook_size=codebook_size, num_codebooks=num_codebooks,
                                 text_hidden_size=text_hidden_size, sample_rate=sample_rate,
                                 upsampling_ratios=upsampling_ratios)
     decoder = MusicgenMelodyDecoderConfig(
@@ -198,13 +198,13 @@ def build_tiny_musicgen_melody(
         for proj in (model.enc_to_dec_proj, model.audio_enc_to_dec_proj):
             proj.weight.normal_(0.0, 1.0)
             proj.bias.normal_(0.0, 1.0)
-    _seed_codebooks(model.audio_encoder, int(np.prod(upsampling_ratios)), codebook_size)
-    _tiny_generation_config(model.generation_config, codebook_size)
+    seed_tiny_codebooks(model.audio_encoder, int(np.prod(upsampling_ratios)), codebook_size)
+    tiny_generation_config(model.generation_config, codebook_size)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out_dir)
-        _tiny_tokenizer().save_pretrained(out_dir)
+        tiny_tokenizer().save_pretrained(out_dir)
         front = chroma or ChromaConfig(sampling_rate=sample_rate, n_fft=4096, hop_length=1024)
         # the keys of the official preprocessor_config.json (the extractor class itself needs torchaudio)
         (out_dir / "preprocessor_config.json").write_text(json.dumps({
