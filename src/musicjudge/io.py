@@ -70,7 +70,7 @@ def append_jsonl(path: str | os.PathLike, rows: dict[str, Any] | Iterable[dict[s
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+            f.write(json.dumps(row, ensure_ascii=False, default=json_default) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
@@ -99,7 +99,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n")
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -112,11 +112,13 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def stable_hash(obj: Any) -> str:
     """Hash of a JSON-serialisable object, independent of dict key order."""
-    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=_json_default).encode("utf-8")
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=json_default).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy scalars/arrays, paths and objects with
+    ``to_dict()`` as JSON values (what every JSON/JSONL writer of musicjudge uses)."""
     import numpy as np
 
     if isinstance(o, np.generic):

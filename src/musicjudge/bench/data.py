@@ -104,7 +104,7 @@ def _read_items(task: Task) -> tuple[str, list[Any], str, list[str]]:
         return "rated", recs.rated, manifest, looked_in
     convert = rdata.pair_from_row if fmt == "pairs" else rdata.rated_from_row
     items = [convert(r, root=table.base, where=f"{table.label}: row {n}") for r, n in zip(table.rows, table.numbers)]
-    rdata._check_unique_ids(path, [it.id for it in items])
+    rdata.check_unique_ids(path, [it.id for it in items])
     return ("pairs" if fmt == "pairs" else "rated"), items, manifest, looked_in
 
 

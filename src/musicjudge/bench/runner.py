@@ -393,9 +393,9 @@ def run_benchmark(model: str | BenchModel, benchmark: str | Benchmark, out_dir: 
     atomic_write_text(out / "breakdowns.csv", pd_rows.to_csv(index=False))
     import json
 
-    from musicjudge.io import _json_default
+    from musicjudge.io import json_default
 
-    atomic_write_text(out / "errors.jsonl", "".join(json.dumps(e, default=_json_default) + "\n" for e in errors))
+    atomic_write_text(out / "errors.jsonl", "".join(json.dumps(e, default=json_default) + "\n" for e in errors))
     doc = {
         "results": results,
         "model": {"spec": bm.spec, "name": bm.name, "fingerprint": bm.fingerprint, "args": model_args or {}},

@@ -212,7 +212,9 @@ def _lyrics(score, span_ql: float) -> str | None:
     return " ".join(words) or None
 
 
-def _parse(source: str):
+def parse_score(source: str):
+    """The music21 score of a corpus ``source`` (a manifest row's ``source``; an opus gives its
+    first score)."""
     from music21 import corpus, stream
 
     s = corpus.parse(source)
@@ -273,7 +275,7 @@ def build_corpus(out_dir: str | Path | None = None, limit: int | None = None, *,
     for piece in tqdm(todo, desc="corpus", unit="piece", disable=not progress or not todo):
         t0 = time.perf_counter()
         try:
-            score = _parse(piece.source)
+            score = parse_score(piece.source)
             meta = _score_metadata(score, piece)
             ens_name, programs, bpm = assign_rendering(piece, seed, score_tempo_bpm(score))
             pm = score_to_midi(score, programs, bpm, max_duration_s=max_duration_s)

@@ -122,9 +122,9 @@ def build_ood_set(corpus_manifest: str | Path, out_dir: str | Path, n: int = 20,
             if r in native:
                 wave, rerendered = load_clip(r, clip_s), False
             else:
-                from musicjudge.data.corpus import _parse
+                from musicjudge.data.corpus import parse_score
 
-                wave = render_score(_parse(r["source"]), program, tempo_bpm=r["tempo_bpm"], max_duration_s=clip_s + 1)
+                wave = render_score(parse_score(r["source"]), program, tempo_bpm=r["tempo_bpm"], max_duration_s=clip_s + 1)
                 wave, rerendered = wave[: int(clip_s * SAMPLE_RATE)], True
             if wave.size < int(clip_s * SAMPLE_RATE) * 0.9:
                 raise ValueError(f"render only {wave.size / SAMPLE_RATE:.1f} s long")

@@ -315,9 +315,9 @@ def finalise(
     pairs_path = write_pairs(out_dir / PAIRS_FILE, kept)
     import json
 
-    from musicjudge.io import _json_default
+    from musicjudge.io import json_default
 
     atomic_write_text(out_dir / INCONSISTENT_FILE,
-                      "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in inconsistent_rows))
+                      "".join(json.dumps(r, ensure_ascii=False, default=json_default) + "\n" for r in inconsistent_rows))
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
     return LabelResult(out_dir=out_dir, pairs_path=pairs_path, summary=summary, kept=kept)

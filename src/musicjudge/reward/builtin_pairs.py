@@ -282,13 +282,13 @@ class _Renderer:
 
     def midi(self, piece: str, ensemble: str | None = None, tempo_factor: float = 1.0):
         """PrettyMIDI of the first 2*clip_s seconds of ``piece`` (its own or another ensemble)."""
-        from musicjudge.data.corpus import ENSEMBLES, _parse
+        from musicjudge.data.corpus import ENSEMBLES, parse_score
         from musicjudge.data.render import score_to_midi
 
         row = self.rows[piece]
         key = (piece, ensemble or row["instrument"])
         if key not in self._midi:
-            score = _parse(row["source"])
+            score = parse_score(row["source"])
             programs = ENSEMBLES.get(key[1]) or row.get("programs") or [0]
             self._midi[key] = score_to_midi(score, programs, float(row["tempo_bpm"]), max_duration_s=2 * self.clip_s + 1)
             try:

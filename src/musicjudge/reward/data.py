@@ -249,9 +249,9 @@ def write_table(path: str | os.PathLike, rows: list[dict[str, Any]], columns: It
     suffix = _check_suffix(path)
     columns = list(columns)
     if suffix == ".jsonl":
-        from musicjudge.io import _json_default
+        from musicjudge.io import json_default
 
-        text = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows)
+        text = "".join(json.dumps(r, ensure_ascii=False, default=json_default) + "\n" for r in rows)
         atomic_write_text(path, text)
         return path
     import io
@@ -330,7 +330,8 @@ def rated_from_row(row: dict[str, Any], *, root: Path, where: str) -> RatedClip:
     )
 
 
-def _check_unique_ids(path: Path, ids: list[str]) -> None:
+def check_unique_ids(path: Path, ids: list[str]) -> None:
+    """ManifestError naming both rows when an id of the manifest at ``path`` repeats."""
     seen: dict[str, int] = {}
     for i, item_id in enumerate(ids, 1):
         if item_id in seen:
@@ -355,7 +356,7 @@ def read_pairs(path: str | os.PathLike, *, require_label: bool = False, split: s
         if require_label and not pair.preference:
             raise ManifestError(f"{_where(path, i)}: pair {pair.id!r} has no preference for {' or '.join(DIMENSIONS)}; label it or drop the row")
         pairs.append(pair)
-    _check_unique_ids(path, [p.id for p in pairs])
+    check_unique_ids(path, [p.id for p in pairs])
     return pairs
 
 
@@ -368,7 +369,7 @@ def read_rated(path: str | os.PathLike, *, split: str | None = None, root: str |
     table = read_source(path, split=split, root=root)
     rows, root = table.rows, table.base
     clips = [rated_from_row(row, root=root, where=_where(path, i)) for i, row in zip(table.numbers, rows)]
-    _check_unique_ids(path, [c.id for c in clips])
+    check_unique_ids(path, [c.id for c in clips])
     return clips
 
 
