@@ -21,7 +21,8 @@ from musicjudge.report import HtmlReport, library_versions
 # figure file name -> (title, caption); the report names every figure it embeds
 FIGURES = {
     "d_vs_length.png": ("D vs noise length", "Mean D = mean loss(perturbed) - mean loss(original) per noise length, "
-                        "error bars: bootstrap 95% CI over clips; one panel per data set, one line per model."),
+                        "error bars: bootstrap 95% CI over clips; one panel per data set, one line per model (and per onset "
+                        "actually run, when clips ran at several)."),
     "example_curves.png": ("Example curves", "Per-frame loss difference d_t of single injections with the Peak (red), "
                            "Assimilation (blue) and Recovery (green) regions of the paper's rule."),
     "region_violins.png": ("Regions", "Mean d_t per region for injections of L >= 50 frames (the protocol's region table)."),

@@ -193,6 +193,8 @@ def consolidate(out_dir: str | Path) -> dict[str, Path]:
                   crop_start_s=("crop_start_s", "first"), source_duration_s=("source_duration_s", "first"),
                   adapted=("adapted", "max"), plan=("plan", "first"), dropped=("dropped", "first")).reset_index())
     clips["duration_s"] = clips["n_frames"] / clips["frame_rate"]
+    # a clip is adapted when an onset moved (a row says so) or a configured length was dropped
+    clips["adapted"] = clips["adapted"].fillna(False).astype(bool) | (clips["dropped"].fillna("") != "")
     atomic_write_bytes(out_dir / "clips.parquet", parquet_bytes(clips[CLIP_COLUMNS] if len(clips) else pd.DataFrame(columns=CLIP_COLUMNS)))
     written["clips"] = out_dir / "clips.parquet"
     curve_files = sorted((out_dir / "shards").glob("*/*.curves.parquet"))
