@@ -1,4 +1,5 @@
-"""``musicjudge score``: per-token NLL of audio files under a music LM."""
+"""``musicjudge score``: per-token NLL of audio files under a music LM (a thin layer over
+:func:`musicjudge.lm.files.score_files`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from musicjudge.errors import ConfigError, MusicjudgeError
+from musicjudge.errors import ConfigError
 
 
 def score(
@@ -46,73 +47,28 @@ def score(
     if melody is not None and not melody.is_file():
         raise ConfigError(f"--melody {melody}: file not found; pass the reference audio file")
 
-    from musicjudge.audio import load_audio
     from musicjudge.lm import load_music_lm
-    from musicjudge.lm.base import make_condition
+    from musicjudge.lm.files import score_files
+    from musicjudge.lm.types import make_condition
 
     lm = load_music_lm(model, device=device, dtype=dtype)
     condition = make_condition(condition, None if melody is None else str(melody))
-    if condition is not None and hasattr(lm, "prepare_condition"):
-        lm.prepare_condition(condition)  # a condition the model rejects stops here, not once per file
-    failures: list[str] = []
-    for path in audio:
-        target = _curve_path(path, out, multiple=len(audio) > 1)
-        if skip_existing and target.exists():
-            mean = _stored_mean(target)
-            if mean is not None:
-                typer.echo(f"{path}\tmean_nll={mean:.4f} nats/token\t(kept from {target})")
-                continue
-        try:
-            wave = load_audio(path, sample_rate=lm.sample_rate)  # AudioError for missing/dangling/unreadable
-            lm.check_wave(wave, str(path))
-            result = lm.token_nll(lm.encode(wave), condition=condition)
-        except MusicjudgeError as e:
-            if len(audio) == 1:
-                raise
-            failures.append(str(e))
-            typer.echo(f"skipped: {e}", err=True)
-            continue
-        _write_table(result.to_frame_table(lm.frame_rate), target)
-        typer.echo(f"{path}\tmean_nll={result.mean():.4f} nats/token\tframes={result.num_frames}\tcurve={target}")
+
+    def report(row: dict) -> None:
+        if row["status"] == "kept":
+            typer.echo(f"{row['path']}\tmean_nll={row['mean_nll']:.4f} nats/token\t(kept from {row['curve']})")
+        elif row["status"] == "failed":
+            typer.echo(f"skipped: {row['error']}", err=True)
+        else:
+            typer.echo(f"{row['path']}\tmean_nll={row['mean_nll']:.4f} nats/token\tframes={row['frames']}\tcurve={row['curve']}")
+
+    # default curve folder: the current directory (<audio stem>.nll.csv)
+    table = score_files(lm, [str(p) for p in audio], condition=condition, out=out if out is not None else Path.cwd(),
+                        skip_existing=skip_existing, raise_errors=len(audio) == 1, on_file=report)
+    failures = int((table["status"] == "failed").sum())
     if failures:
-        typer.echo(f"{len(failures)} of {len(audio)} file(s) skipped (see messages above)", err=True)
+        typer.echo(f"{failures} of {len(audio)} file(s) skipped (see messages above)", err=True)
         raise typer.Exit(1)
-
-
-def _curve_path(audio: Path, out: Optional[Path], multiple: bool) -> Path:
-    if out is None:
-        return Path.cwd() / f"{audio.stem}.nll.csv"
-    if multiple or out.is_dir() or out.suffix.lower() not in (".csv", ".parquet"):
-        out.mkdir(parents=True, exist_ok=True)
-        return out / f"{audio.stem}.nll.csv"
-    return out
-
-
-def _stored_mean(target: Path) -> Optional[float]:
-    """Mean NLL over valid tokens of a curve written earlier (None if unreadable)."""
-    import pandas as pd
-
-    try:
-        table = pd.read_parquet(target) if target.suffix.lower() == ".parquet" else pd.read_csv(target)
-        values = table[[c for c in table.columns if c.startswith("nll_cb")]].to_numpy().ravel()
-    except Exception:  # noqa: BLE001 - a torn/foreign file is simply recomputed
-        return None
-    values = values[~pd.isna(values)]
-    return float(values.mean()) if values.size else None
-
-
-def _write_table(table, target: Path) -> None:
-    from musicjudge.io import atomic_write_bytes, atomic_write_text
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.suffix.lower() == ".parquet":
-        import io
-
-        buf = io.BytesIO()
-        table.to_parquet(buf, index=False)
-        atomic_write_bytes(target, buf.getvalue())
-    else:
-        atomic_write_text(target, table.to_csv(index=False))
 
 
 def register(app: typer.Typer) -> None:
