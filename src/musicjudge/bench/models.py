@@ -64,6 +64,8 @@ def bench_model(model: Any) -> BenchModel:
         return model
     if isinstance(model, str):
         return resolve_model(model)
+    if callable(getattr(model, "bench_model", None)):  # musicjudge.load_reward_model's RewardScorer
+        return model.bench_model()
     from musicjudge.io import stable_hash
     from musicjudge.reward.registry import wrap_reward_object
 

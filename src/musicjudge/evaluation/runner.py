@@ -39,7 +39,7 @@ def _reward_from(spec: Any, device: str | None):
     if spec is None or (isinstance(spec, (str, Path)) and str(spec).lower() == "none"):
         return None
     if not isinstance(spec, (str, Path)):
-        return spec
+        return getattr(spec, "reward_model", spec)  # musicjudge.load_reward_model's RewardScorer: the model inside
     from musicjudge.reward import load_reward_model
 
     return load_reward_model(str(spec), device=device)

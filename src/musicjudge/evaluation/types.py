@@ -32,3 +32,18 @@ class EvalResult:
     report: Path | None
     files: dict[str, Path] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
+
+    def table(self, name: str):
+        """One of the written tables as a DataFrame: ``clips``, ``systems``, ``winrates``,
+        ``distances``, ``validity`` or ``errors``."""
+        import pandas as pd
+
+        tables = ("clips", "systems", "winrates", "distances", "validity", "errors")
+        if name not in tables or name not in self.files:
+            raise KeyError(f"{name!r}: no such table; one of {', '.join(tables)}")
+        path = Path(self.files[name])
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        if path.suffix == ".jsonl":
+            return pd.read_json(path, lines=True) if path.stat().st_size else pd.DataFrame()
+        return pd.read_csv(path)
