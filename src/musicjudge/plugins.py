@@ -29,3 +29,17 @@ def load_object(spec: str) -> Any:
 def entry_point_names(group: str) -> dict[str, Any]:
     """Installed entry points of ``group`` by name."""
     return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def load_entry_point(group: str, name: str) -> tuple[Any, str] | None:
+    """``(object, "module:attr")`` of the installed entry point ``name`` of ``group``, or None
+    when there is none; a plugin that fails to import is a ModelLoadError naming it."""
+    from musicjudge.errors import ModelLoadError
+
+    ep = entry_point_names(group).get(name)
+    if ep is None:
+        return None
+    try:
+        return ep.load(), ep.value
+    except Exception as e:  # noqa: BLE001 - a broken third-party plugin
+        raise ModelLoadError(f"{name}: entry point {ep.value!r} failed to load ({type(e).__name__}: {e})") from None

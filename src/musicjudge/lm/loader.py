@@ -48,15 +48,11 @@ def load_music_lm(spec: str = "builtin", device: str | None = None, dtype: Any =
     if hit is not None and not Path(spec).exists():  # a folder called "builtin" is a folder
         entry, arg = hit
         return entry.factory(arg, spec=spec, device=device, dtype=dtype)
-    from musicjudge.plugins import entry_point_names
+    from musicjudge.plugins import load_entry_point
 
-    eps = entry_point_names(ENTRY_POINT_GROUP)
-    if spec in eps:
-        try:
-            obj = eps[spec].load()
-        except Exception as e:  # noqa: BLE001 - a broken third-party plugin
-            raise ModelLoadError(f"{spec}: entry point {eps[spec].value!r} failed to load ({type(e).__name__}: {e})") from None
-        return _construct(obj, device, dtype, spec)
+    plugin = load_entry_point(ENTRY_POINT_GROUP, spec)
+    if plugin is not None:
+        return _construct(plugin[0], device, dtype, spec)
     if ":" in spec and not Path(spec).exists() and not spec.startswith(("http://", "https://")):
         from musicjudge.plugins import load_object
 

@@ -210,16 +210,13 @@ def resolve_reward_model(spec: str | Path = "builtin", *, device: str | None = N
     path = Path(spec).expanduser()
     if path.exists():
         return _checkpoint(path, spec, device, options)
-    from musicjudge.plugins import entry_point_names
+    from musicjudge.plugins import load_entry_point
 
-    eps = entry_point_names(ENTRY_POINT_GROUP)
-    if spec in eps:
-        try:
-            obj = eps[spec].load()
-        except Exception as e:  # noqa: BLE001 - a broken third-party plugin
-            raise ModelLoadError(f"{spec}: entry point {eps[spec].value!r} failed to load ({type(e).__name__}: {e})") from None
+    plugin = load_entry_point(ENTRY_POINT_GROUP, spec)
+    if plugin is not None:
+        obj, target = plugin
         model = wrap_reward_object(_construct(obj, spec, device, options), spec)
-        fp = getattr(model, "fingerprint", None) or stable_hash([spec, eps[spec].value, options])
+        fp = getattr(model, "fingerprint", None) or stable_hash([spec, target, options])
         return ResolvedReward(spec, spec, str(fp), model)
     if ":" in spec:
         from musicjudge.plugins import load_object
