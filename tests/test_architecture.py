@@ -16,13 +16,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "musicjudge"
 
-#: Private-name uses still to be removed, in files whose owners are changing them now; the lead
-#: empties this list. Each entry: (importing module, "home.module._name").
-ALLOWED_PRIVATE: set[tuple[str, str]] = {
-    # reward.cmi_rm.* and reward.muq.* are being reworked (the MuQ colleague)
-    ("musicjudge.reward.cmi_rm.layers", "musicjudge.reward.muq.transformer._merge_heads"),
-    ("musicjudge.reward.cmi_rm.layers", "musicjudge.reward.muq.transformer._split_heads"),
-}
+#: Private-name uses across modules that are allowed (none: every shared name is public).
+ALLOWED_PRIVATE: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

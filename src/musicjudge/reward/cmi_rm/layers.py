@@ -24,7 +24,7 @@ from torch import nn
 
 from musicjudge.errors import ConfigError
 from musicjudge.reward.muq.transformer import (  # noqa: F401 - re-exported
-    GEGLU, GainOnlyLayerNorm, QKNormAttention, QKNormTransformer, _merge_heads, _split_heads, gated_feed_forward)
+    GEGLU, GainOnlyLayerNorm, QKNormAttention, QKNormTransformer, merge_heads, split_heads, gated_feed_forward)
 
 Masked = tuple[torch.Tensor, torch.Tensor]
 
@@ -44,14 +44,14 @@ class PromptAttention(nn.Module):
         self.scale = dim_head ** -0.5
 
     def forward(self, x: torch.Tensor, prompt: torch.Tensor, prompt_mask: torch.Tensor | None) -> torch.Tensor:
-        q = _split_heads(self.to_q(self.norm_q(x)), self.heads)
-        k, v = (_split_heads(t, self.heads) for t in self.to_kv(self.norm_kv(prompt)).chunk(2, dim=-1))
+        q = split_heads(self.to_q(self.norm_q(x)), self.heads)
+        k, v = (split_heads(t, self.heads) for t in self.to_kv(self.norm_kv(prompt)).chunk(2, dim=-1))
         bias = None
         if prompt_mask is not None:
             bias = torch.zeros(prompt_mask.shape, dtype=q.dtype, device=q.device)
             bias = bias.masked_fill(~prompt_mask, float("-inf"))[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        return self.to_out(_merge_heads(out))
+        return self.to_out(merge_heads(out))
 
 
 class CrossAttentionBlock(nn.Module):

@@ -40,12 +40,12 @@ def gated_feed_forward(dim: int, mult: float, dropout: float = 0.0) -> nn.Sequen
                          nn.Dropout(dropout), nn.Linear(hidden, dim, bias=False))
 
 
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     b, n, _ = x.shape
     return x.view(b, n, heads, -1).transpose(1, 2)
 
 
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
     b, h, n, d = x.shape
     return x.transpose(1, 2).reshape(b, n, h * d)
 
@@ -68,15 +68,15 @@ class QKNormAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.norm(x)
-        q = _split_heads(self.to_q(x), self.heads)
-        k, v = (_split_heads(t, self.heads) for t in self.to_kv(x).chunk(2, dim=-1))
+        q = split_heads(self.to_q(x), self.heads)
+        k, v = (split_heads(t, self.heads) for t in self.to_kv(x).chunk(2, dim=-1))
         q = F.normalize(q, dim=-1) * self.q_scale
         k = F.normalize(k, dim=-1) * self.k_scale
         bias = None
         if key_mask is not None:
             bias = ((~key_mask).to(q.dtype) * -1e9)[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.LOGIT_SCALE)
-        return self.to_out(_merge_heads(out))
+        return self.to_out(merge_heads(out))
 
 
 class QKNormTransformer(nn.Module):
