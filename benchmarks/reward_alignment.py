@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout", type=Path, help="held-out pairs (default: built-in held-out split, 2000 pairs, seed 1)")
     parser.add_argument("--model", default="builtin", help="the model under test (spec or checkpoint folder; default builtin)")
     parser.add_argument("--clap", help="a CLAP folder or hub id: also evaluate the zero-shot clap-cosine baseline")
+    parser.add_argument("--ridge-features", help="also evaluate text-ridge over these built-in feature groups "
+                        "(comma list, e.g. mel,chroma,key,rhythm,texture = the encoder before 'attributes')")
     parser.add_argument("--out", type=Path, help="folder for accuracy_ci.csv and summary.json")
     parser.add_argument("--n-resamples", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -125,12 +127,23 @@ def main(argv: list[str] | None = None) -> int:
     specs = [(args.model, {}), ("text-ridge:builtin", {"fit_pairs": train_path}), ("random:0", {})]
     if args.clap:
         specs.append((f"clap-cosine:{args.clap}", {}))
+    if args.ridge_features:
+        specs.append(("ridge-features", {}))
     credits: dict[str, dict[str, np.ndarray]] = {}
     for spec, options in specs:
         t0 = time.time()
-        resolved = resolve_reward_model(spec, **options)
-        name = "builtin" if spec == "builtin" else resolved.name
-        sa, sb = score_model(resolved.model, pairs)
+        if spec == "ridge-features":
+            from musicjudge.reward.baselines import TextRidgeBaseline
+            from musicjudge.reward.encoders import BuiltinEncoder
+
+            name = f"text-ridge:builtin[{args.ridge_features}]"
+            model = TextRidgeBaseline(BuiltinEncoder([f.strip() for f in args.ridge_features.split(",")]), name=name)
+            model.fit(read_pairs(train_path, require_label=True))
+        else:
+            resolved = resolve_reward_model(spec, **options)
+            name = "builtin" if spec == "builtin" else resolved.name
+            model = resolved.model
+        sa, sb = score_model(model, pairs)
         credits[name] = {dim: pair_credits(sa[:, k], sb[:, k], [p.preference.get(dim) for p in pairs])
                          for k, dim in enumerate(DIMENSIONS)}
         print(f"scored {name} in {time.time() - t0:.0f} s")

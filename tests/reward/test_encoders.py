@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from musicjudge.errors import AudioError, ConfigError, ModelLoadError
-from musicjudge.reward.encoders import AudioWindowing, BuiltinEncoder, build_encoder
+from musicjudge.reward.encoders import TEXT_ATTRIBUTES_DIM, AudioWindowing, BuiltinEncoder, build_encoder, text_attributes
 from synthetic import SR, tone_melody
 
 
@@ -51,8 +51,12 @@ def test_text_cache_and_dimensions(tmp_path, monkeypatch):
     enc = BuiltinEncoder()
     texts = ["a slow chorale for organ", "a fast folk tune on the fiddle", "a slow chorale for organ"]
     emb = enc.embed_text(texts)
-    assert emb.shape == (3, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # MiniLM (384-d, unit norm) followed by the parsed tempo/key attributes (not cached: parsed on use)
+    assert emb.shape == (3, enc.text_dim()) == (3, 384 + TEXT_ATTRIBUTES_DIM)
+    assert np.allclose(np.linalg.norm(emb[:, :384], axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(emb[0], emb[2])
+    np.testing.assert_array_equal(emb[:, 384:], np.stack([text_attributes(t) for t in texts]))
+    assert emb[0, 384:].any() and emb[1, 384:].any()  # "slow" and "fast" state a tempo
     assert enc.text_cache.misses == 2
     enc.embed_text(texts[:2])
     assert enc.text_cache.hits >= 2
@@ -113,12 +117,13 @@ def test_mert_style_backbone_from_local_folder(tmp_path, reward_cache):
         build_encoder({"backbone": "mert", "model": str(tmp_path / "missing")})
 
 
-def test_muq_needs_its_package():
-    try:
-        import muq  # noqa: F401
-    except ImportError:
-        with pytest.raises(ModelLoadError, match="pip install muq"):
-            build_encoder({"backbone": "muq", "model": "OpenMuQ/MuQ-MuLan-large"})
+def test_muq_backbone_offline_names_where_it_looked(monkeypatch):
+    """musicjudge's own MuQ needs no 'muq' package: offline, a hub id that is no local folder is
+    a one-line error saying so; an unknown backbone lists the valid ones."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for backbone in ("muq", "muq-mulan"):
+        with pytest.raises(ModelLoadError, match="not a local folder"):
+            build_encoder({"backbone": backbone, "model": "nowhere/x"})
     with pytest.raises(ConfigError, match="choose one of"):
         build_encoder({"backbone": "wav2vec-magic", "model": "x"})
 

@@ -304,8 +304,85 @@ def minilm(device: str | None = None) -> MiniLMText:
 _KK_MAJOR = np.array(KRUMHANSL_MAJOR)
 _KK_MINOR = np.array(KRUMHANSL_MINOR)
 
-STATS_FEATURES = ("mel", "chroma", "key", "rhythm", "texture")
+STATS_FEATURES = ("mel", "chroma", "key", "rhythm", "texture", "attributes")
 ALL_BUILTIN_FEATURES = STATS_FEATURES + ("lm",)
+# Sizes of the statistics groups, in vector order ("lm" follows, its size depends on the LM).
+# "attributes" = explicit evidence for attributes an instruction can state: onset periodicity on a
+# log-BPM grid (tempo) and key-profile correlations (key, mode); with it, texts get the matching
+# parsed attributes appended to their MiniLM embedding (see text_attributes).
+TEMPO_GRID_BPM = 30.0 * 2.0 ** (np.arange(33) / 8.0)  # 30 ... 480 BPM, 1/8 octave apart
+FEATURE_SIZES = {"mel": 144, "chroma": 24, "key": 28, "rhythm": 29, "texture": 13, "attributes": len(TEMPO_GRID_BPM) + 24}
+TEXT_ATTRIBUTES_DIM = len(TEMPO_GRID_BPM) + 24
+
+
+def onset_periodicity(onset: np.ndarray, frames_per_s: float) -> np.ndarray:
+    """Autocorrelation of the (mean-removed) onset envelope at the beat period of each BPM of
+    TEMPO_GRID_BPM: high where the clip repeats every 60/BPM seconds."""
+    o = np.asarray(onset, np.float64) - float(np.mean(onset))
+    n = len(o)
+    if n < 4 or not np.any(o):
+        return np.zeros(len(TEMPO_GRID_BPM), np.float32)
+    spec = np.fft.rfft(o, 2 * n)
+    ac = np.fft.irfft(spec * np.conj(spec))[:n]
+    ac = ac / (ac[0] + 1e-9)
+    lags = 60.0 * frames_per_s / TEMPO_GRID_BPM
+    return np.interp(lags, np.arange(n), ac, right=0.0).astype(np.float32)
+
+
+def key_profile_correlations(profile: np.ndarray) -> np.ndarray:
+    """Correlation of a 12-bin chroma profile with the 24 rotated Krumhansl-Kessler profiles
+    (major C..B, then minor C..B)."""
+    corr = [np.corrcoef(profile, np.roll(base, k))[0, 1] for base in (_KK_MAJOR, _KK_MINOR) for k in range(12)]
+    return np.nan_to_num(np.asarray(corr), nan=0.0)
+
+
+_TEMPO_WORDS = {  # word -> BPM range it names (the built-in texts use slow < 80 <= moderate < 115 <= fast)
+    "slow": (40, 80), "largo": (40, 66), "lento": (40, 66), "adagio": (55, 80), "andante": (72, 108),
+    "moderate": (80, 115), "moderato": (86, 112), "allegretto": (100, 125), "allegro": (115, 170), "fast": (115, 200),
+    "vivace": (150, 190), "presto": (165, 220), "brisk": (110, 160), "lively": (110, 170),
+}
+_NOTE_PC = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+
+
+def text_attributes(text: str) -> np.ndarray:
+    """Tempo and key stated in a text, as a fixed vector: [33 tempo bins | 12 major | 12 minor].
+    A BPM number ("96 BPM", "96 beats per minute") is spread over its two nearest grid bins; a
+    tempo word ("slow", "allegro"...) uniformly over its range. A key ("in D minor", "F# major",
+    "B-flat major", "Eb minor") puts 1 at its tonic and mode (a key without a mode 0.5 on both
+    modes). Absent attributes give zeros."""
+    import re
+
+    out = np.zeros(TEXT_ATTRIBUTES_DIM, np.float32)
+    low = text.lower()
+    grid = np.log2(TEMPO_GRID_BPM)
+    m = re.search(r"(\d+(?:\.\d+)?)\s*(?:bpm|beats per minute|beats/min)", low)
+    if m and 20 <= float(m.group(1)) <= 600:
+        x = np.interp(np.log2(float(m.group(1))), grid, np.arange(len(grid)))
+        i = int(np.floor(x))
+        out[i] += 1.0 - (x - i)
+        if i + 1 < len(grid):
+            out[i + 1] += x - i
+    else:
+        for word, (lo, hi) in _TEMPO_WORDS.items():
+            if re.search(rf"\b{word}\b", low):
+                sel = (TEMPO_GRID_BPM >= lo) & (TEMPO_GRID_BPM < hi)
+                out[:len(grid)][sel] = 1.0 / max(1, int(sel.sum()))
+                break
+    k = re.search(r"\b([a-g])(#|-|b|\s*-?\s*flat|\s*-?\s*sharp|\u266d|\u266f)?\s+(major|minor)\b", low)
+    if k is None:
+        k = re.search(r"\bkey of ([a-g])(#|-|b|\s*-?\s*flat|\s*-?\s*sharp)?\b()", low)
+    if k is not None:
+        acc = (k.group(2) or "").strip()
+        sharp = "#" in acc or "sharp" in acc or "\u266f" in acc
+        pc = (_NOTE_PC[k.group(1)] + (1 if sharp else -1 if acc else 0)) % 12
+        base = len(grid)
+        if k.group(3) == "major":
+            out[base + pc] = 1.0
+        elif k.group(3) == "minor":
+            out[base + 12 + pc] = 1.0
+        else:
+            out[base + pc] = out[base + 12 + pc] = 0.5
+    return out
 
 
 def music_statistics(wave: np.ndarray, sr: int, features: Sequence[str] = STATS_FEATURES) -> np.ndarray:
@@ -320,15 +397,14 @@ def music_statistics(wave: np.ndarray, sr: int, features: Sequence[str] = STATS_
         mel = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=48), ref=1.0, top_db=80.0)
         parts += [mel.mean(1) / 40.0, mel.std(1) / 20.0, np.diff(mel, axis=1).std(1) / 10.0]
     chroma = None
-    if "chroma" in features or "key" in features:
+    if "chroma" in features or "key" in features or "attributes" in features:
         # tuning=0: skips librosa.estimate_tuning, whose numba gufunc segfaults here, and our audio is A440
         chroma = librosa.feature.chroma_stft(S=power, sr=sr, hop_length=hop, tuning=0.0)
     if "chroma" in features:
         parts += [chroma.mean(1), chroma.std(1)]
     if "key" in features:
         profile = chroma.mean(1)
-        corr = [np.corrcoef(profile, np.roll(base, k))[0, 1] for base in (_KK_MAJOR, _KK_MINOR) for k in range(12)]
-        corr = np.nan_to_num(np.asarray(corr), nan=0.0)
+        corr = key_profile_correlations(profile)
         # per-second key clarity: local chroma agreeing with the global key (blurred by wrong notes)
         frames_per_s = max(1, int(sr / hop))
         local = [chroma[:, i:i + frames_per_s].mean(1) for i in range(0, chroma.shape[1], frames_per_s)]
@@ -358,6 +434,9 @@ def music_statistics(wave: np.ndarray, sr: int, features: Sequence[str] = STATS_
         rms_db = 20 * np.log10(rms + 1e-6)
         parts += [np.array([np.log10(flat.mean() + 1e-8) / 4, np.log10(flat.std() + 1e-8) / 4, rolloff.mean(), rolloff.std(),
                             rms_db.std() / 20.0, np.percentile(rms_db, 10) / 40.0]), contrast.mean(1) / 40.0]
+    if "attributes" in features:
+        onset = librosa.onset.onset_strength(S=librosa.power_to_db(power), sr=sr, hop_length=hop)
+        parts += [onset_periodicity(onset, sr / hop), key_profile_correlations(chroma.mean(1))]
     return np.concatenate([np.ravel(p) for p in parts]).astype(np.float32)
 
 
@@ -385,7 +464,35 @@ class BuiltinEncoder(AudioTextEncoder):
         return cfg
 
     def text_config(self) -> dict[str, Any]:
+        # the cache holds MiniLM vectors only; parsed attributes are appended after (embed_text)
         return {"backbone": "minilm-l6-v2"}
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """MiniLM embeddings (cached), followed by :func:`text_attributes` with the "attributes" feature."""
+        emb = super().embed_text(texts)
+        if "attributes" not in self.features:
+            return emb
+        attrs = np.stack([text_attributes(str(t)) for t in texts]) if len(texts) else np.zeros((0, TEXT_ATTRIBUTES_DIM), np.float32)
+        return np.concatenate([emb, attrs], axis=1).astype(np.float32)
+
+    def text_dim(self) -> int:
+        return 384 + (TEXT_ATTRIBUTES_DIM if "attributes" in self.features else 0)
+
+    def attribute_layout(self) -> dict[str, Any]:
+        """Where each feature group sits in the audio vector, and, with "attributes", where the
+        tempo/key evidence sits in the audio and text vectors (the reward head's matching terms)."""
+        blocks, start = {}, 0
+        for f in self.features:
+            if f == "lm":
+                continue
+            blocks[f] = [start, start + FEATURE_SIZES[f]]
+            start += FEATURE_SIZES[f]
+        layout: dict[str, Any] = {"blocks": blocks}
+        if "attributes" in blocks:
+            a0, t0, n_tempo = blocks["attributes"][0], 384, len(TEMPO_GRID_BPM)
+            layout |= {"audio_tempo": [a0, a0 + n_tempo], "audio_key": [a0 + n_tempo, a0 + n_tempo + 24],
+                       "text_tempo": [t0, t0 + n_tempo], "text_key": [t0 + n_tempo, t0 + n_tempo + 24]}
+        return layout
 
     def _lm_features(self, wave: np.ndarray) -> np.ndarray:
         """Built-in LM features: surprisal statistics (mean/std NLL per codebook, quantiles of the

@@ -45,6 +45,9 @@ class HeadConfig:
     drop_text: float = 0.2
     drop_lyrics: float = 0.3
     drop_ref: float = 0.5
+    # Attribute matching terms (encoder.attribute_layout(): feature blocks, tempo/key slices of the
+    # audio and text vectors); None = the head without them (checkpoints written before).
+    layout: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "HeadConfig":
@@ -94,6 +97,37 @@ def _build_head_class():
             for out_layer in (self.musicality_out[-1], self.alignment_out[-1]):
                 nn.init.zeros_(out_layer.weight)
                 nn.init.zeros_(out_layer.bias)
+            layout = cfg.layout or {}
+            self.blocks = [tuple(v) for v in (layout.get("blocks") or {}).values()]
+            if self.blocks:
+                # per feature block: cos(text -> expected features, clip) and cos(reference, clip)
+                # restricted to the block, so that a small block (tempo, key) is not drowned by the
+                # 144 log-mel numbers in the global cosine; weights start at zero
+                self.block_scale = nn.Parameter(torch.zeros(len(self.blocks), 2))
+            self.has_tempo = "audio_tempo" in layout and "text_tempo" in layout
+            self.has_key = "audio_key" in layout and "text_key" in layout
+            if self.has_tempo:
+                n = layout["audio_tempo"][1] - layout["audio_tempo"][0]
+                # salience of the clip's onset periodicity at the stated tempo and its multiples: a
+                # kernel over log-tempo offsets (audio bin - text bin, 1/8 octave each), shared over
+                # the grid; starts at "periodic at T, 2T, 4T and T/2"
+                kernel = torch.zeros(2 * n - 1)
+                for offset, w in ((0, 1.0), (8, 1.0), (16, 0.5), (-8, 0.5)):
+                    if abs(offset) < n:
+                        kernel[n - 1 + offset] = w
+                self.tempo_kernel = nn.Parameter(kernel)
+                idx = torch.arange(n)
+                self.register_buffer("tempo_index", (idx[None, :] - idx[:, None] + n - 1), persistent=False)
+            if self.has_key:
+                # stated key/mode vs the clip's key-profile correlations: weights per (stated mode,
+                # clip mode, clip tonic - stated tonic); starts at "correlation with the stated key"
+                key_kernel = torch.zeros(2, 2, 12)
+                key_kernel[0, 0, 0] = key_kernel[1, 1, 0] = 1.0
+                self.key_kernel = nn.Parameter(key_kernel)
+                pcs = torch.arange(12)
+                self.register_buffer("key_index", (pcs[None, :] - pcs[:, None]) % 12, persistent=False)
+            if self.has_tempo or self.has_key:
+                self.attr_scale = nn.Parameter(torch.tensor([5.0 if self.has_tempo else 0.0, 5.0 if self.has_key else 0.0]))
 
         def set_feature_stats(self, audio: "torch.Tensor") -> None:
             self.audio_mean.copy_(audio.mean(0))
@@ -131,7 +165,34 @@ def _build_head_class():
             cos_text = F.cosine_similarity(self.text_to_audio(text), z, dim=-1, eps=1e-6) * text_present
             cos_ref = F.cosine_similarity(self.ref_to_audio(self.standardise(ref)), z, dim=-1, eps=1e-6) * ref_present
             alignment = alignment + (self.match_scale[0] * cos_text + self.match_scale[1] * cos_ref)[:, None]
+            alignment = alignment + self.attribute_terms(audio, z, text, text_present, self.standardise(ref), ref_present)[:, None]
             return torch.cat([musicality, alignment], -1)
+
+        def attribute_terms(self, audio, z, text, text_present, ref_z, ref_present):
+            """Sum of the per-block and tempo/key matching terms ([B]; zeros without a layout)."""
+            total = torch.zeros(audio.shape[0], dtype=audio.dtype, device=audio.device)
+            layout = self.cfg.layout or {}
+            if self.blocks:
+                expected = self.text_to_audio(text)
+                mapped_ref = self.ref_to_audio(ref_z)
+                for k, (a, b) in enumerate(self.blocks):
+                    ct = F.cosine_similarity(expected[:, a:b], z[:, a:b], dim=-1, eps=1e-6) * text_present
+                    cr = F.cosine_similarity(mapped_ref[:, a:b], z[:, a:b], dim=-1, eps=1e-6) * ref_present
+                    total = total + self.block_scale[k, 0] * ct + self.block_scale[k, 1] * cr
+            present = text_present.to(audio.dtype)
+            if self.has_tempo:
+                (a0, a1), (t0, t1) = layout["audio_tempo"], layout["text_tempo"]
+                weights = self.tempo_kernel[self.tempo_index]  # [n_text, n_audio]
+                salience = torch.einsum("bi,ij,bj->b", text[:, t0:t1], weights, audio[:, a0:a1])
+                total = total + self.attr_scale[0] * salience * present
+            if self.has_key:
+                (a0, a1), (t0, t1) = layout["audio_key"], layout["text_key"]
+                stated = text[:, t0:t1].reshape(-1, 2, 12)  # [B, mode, tonic]
+                corr = audio[:, a0:a1].reshape(-1, 2, 12)
+                weights = self.key_kernel[:, :, self.key_index]  # [mode_t, mode_a, tonic_t, tonic_a]
+                match = torch.einsum("bmi,mnij,bnj->b", stated, weights, corr)
+                total = total + self.attr_scale[1] * match * present
+            return total
 
     return FusionHead
 

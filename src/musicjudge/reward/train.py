@@ -162,6 +162,19 @@ class TrainConfig:
     drop_text: float = 0.2
     drop_lyrics: float = 0.3
     drop_ref: float = 0.5
+    attribute_terms: bool = True  # per-block and tempo/key matching terms when the encoder has a layout
+
+
+def _attribute_layout(encoder, audio_dim: int, text_dim: int) -> dict[str, Any] | None:
+    """The encoder's feature layout (``attribute_layout()``), if it has one that fits the data."""
+    layout = encoder.attribute_layout() if hasattr(encoder, "attribute_layout") else None
+    if not layout:
+        return None
+    ends = [b for _, b in layout.get("blocks", {}).values()] + [layout[k][1] for k in ("audio_tempo", "audio_key") if k in layout]
+    text_ends = [layout[k][1] for k in ("text_tempo", "text_key") if k in layout]
+    if max(ends, default=0) > audio_dim or max(text_ends, default=0) > text_dim:
+        return None
+    return layout
 
 
 def _scores(head, arrays: PairArrays, side: str, index=None, *, dropout_present=None):
@@ -286,7 +299,8 @@ def train_reward_model(
     else:
         head = make_head(HeadConfig(audio_dim=audio_dim, text_dim=text_dim, d_model=config.d_model, n_layers=config.n_layers,
                                     n_heads=config.n_heads, dropout=config.dropout, drop_text=config.drop_text,
-                                    drop_lyrics=config.drop_lyrics, drop_ref=config.drop_ref))
+                                    drop_lyrics=config.drop_lyrics, drop_ref=config.drop_ref,
+                                    layout=_attribute_layout(encoder, audio_dim, text_dim) if config.attribute_terms else None))
         with torch.no_grad():
             head.set_feature_stats(torch.from_numpy(np.concatenate([train.audio_a, train.audio_b])))
             # warm start of the linear text->features map on the preferred clip of each pair
