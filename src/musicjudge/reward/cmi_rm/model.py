@@ -38,7 +38,7 @@ from musicjudge.errors import ConfigError, ModelLoadError, MusicjudgeError
 from musicjudge.reward.cmi_rm.layers import CrossAttentionBlock, QKNormTransformer, build_downsampler
 from musicjudge.reward.muq import build_muq_from_config, resolve_pretrained  # noqa: F401 - resolve_pretrained re-exported
 from musicjudge.reward.muq.loading import read_json as _read_json
-from musicjudge.reward.muq.loading import rename_weight_norm as _rename_weight_norm
+from musicjudge.reward.muq.loading import load_strict, read_state_dict
 from musicjudge.reward.muq.mulan import MulanAudioFrames, MulanTextTokens, build_text_model
 
 SAMPLE_RATE = 24000
@@ -253,31 +253,6 @@ def build_towers(cfg: CmiRmConfig, folder: Path) -> tuple[nn.Module, nn.Module]:
     return audio, text
 
 
-def load_strict(net: nn.Module, weights: Path) -> None:
-    """Load every tensor of ``weights`` into ``net``: missing, unexpected or mis-shaped keys are a ModelLoadError."""
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(weights))
-    except Exception as e:  # noqa: BLE001 - truncated or not a safetensors file
-        raise ModelLoadError(f"{weights}: cannot read the weights ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                             "re-download model.safetensors") from None
-    own = net.state_dict()
-    state = _rename_weight_norm(state, set(own))
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if keys:
-            shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-            problems.append(f"{label}: {shown}")
-    if problems:
-        raise ModelLoadError(f"{weights}: does not match the architecture of its config.yaml ({'; '.join(problems)}); "
-                             "use the config.yaml released with these weights")
-    net.load_state_dict(state, strict=True)
-
-
 # ------------------------------------------------------------------------------------------
 # Scoring
 # ------------------------------------------------------------------------------------------
@@ -329,7 +304,7 @@ class CmiRewardModel:
         self.cfg = CmiRmConfig.from_yaml(config_path)
         audio, text = build_towers(self.cfg, folder)
         self.net = CmiRmNetwork(self.cfg, audio, text, config_path)
-        load_strict(self.net, weights)
+        load_strict(self.net, read_state_dict(weights), weights, "use the config.yaml released with these weights")
         from musicjudge.device import check_device
 
         self.device = check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
