@@ -624,7 +624,25 @@ class ClapEncoder(AudioTextEncoder):
         return emb.float().cpu().numpy()
 
 
-class MertEncoder(AudioTextEncoder):
+class _AudioModelWithMiniLMText(AudioTextEncoder):
+    """An audio-only model (``self.model_id``, ``self._fingerprint``) paired with MiniLM for text:
+    the audio cache key names the weights, the text side is MiniLM's."""
+
+    model_id: str
+    _fingerprint: str
+    device: Any = None
+
+    def audio_key(self) -> str:
+        return stable_hash({"audio": self.config(), "weights": self._fingerprint})
+
+    def text_config(self) -> dict[str, Any]:
+        return {"backbone": "minilm-l6-v2"}
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        return minilm(None if self.device is None else str(self.device))(texts)
+
+
+class MertEncoder(_AudioModelWithMiniLMText):
     """MERT audio features (m-a-p/MERT-v1-95M/330M; 24 kHz) averaged over time and over the
     chosen hidden layers; text through MiniLM. MERT ships its model class as remote code, so
     loading uses ``trust_remote_code=True`` from a local folder that contains that code (or
@@ -656,12 +674,6 @@ class MertEncoder(AudioTextEncoder):
     def config(self) -> dict[str, Any]:
         return super().config() | {"model": self.model_id, "layers": self.layers}
 
-    def audio_key(self) -> str:
-        return stable_hash({"audio": self.config(), "weights": self._fingerprint})
-
-    def text_config(self) -> dict[str, Any]:
-        return {"backbone": "minilm-l6-v2"}
-
     def _embed_waves(self, waves: list[np.ndarray]) -> np.ndarray:
         import torch
 
@@ -676,11 +688,7 @@ class MertEncoder(AudioTextEncoder):
             rows.append(hidden.mean(dim=(0, 2)).squeeze(0).float().cpu().numpy())
         return np.stack(rows)
 
-    def _embed_texts(self, texts: list[str]) -> np.ndarray:
-        return minilm()(texts)
-
-
-class MuQEncoder(AudioTextEncoder):
+class MuQEncoder(_AudioModelWithMiniLMText):
     """MuQ frame embeddings (musicjudge's own MuQ, :mod:`musicjudge.reward.muq`; 24 kHz, 25 frames/s)
     mean-pooled over time: the last conformer layer, or hidden state ``layer`` (0 = the conformer's
     input ... depth = the last layer). Text through MiniLM (MuQ has no text tower)."""
@@ -706,12 +714,6 @@ class MuQEncoder(AudioTextEncoder):
     def config(self) -> dict[str, Any]:
         return super().config() | {"model": self.model_id, "layer": self.layer}
 
-    def audio_key(self) -> str:
-        return stable_hash({"audio": self.config(), "weights": self._fingerprint})
-
-    def text_config(self) -> dict[str, Any]:
-        return {"backbone": "minilm-l6-v2"}
-
     def _embed_waves(self, waves: list[np.ndarray]) -> np.ndarray:
         import torch
 
@@ -723,10 +725,6 @@ class MuQEncoder(AudioTextEncoder):
                 hidden = last if self.layer == -1 else states[self.layer]
                 rows.append(hidden.mean(dim=1)[0].float().cpu().numpy())
         return np.stack(rows)
-
-    def _embed_texts(self, texts: list[str]) -> np.ndarray:
-        return minilm(self.device)(texts)
-
 
 class MuQMuLanEncoder(AudioTextEncoder):
     """MuQ-MuLan joint audio/text embeddings (24 kHz; L2-normalised, comparable by dot product),
