@@ -62,3 +62,20 @@ def test_midi_edits_change_what_they_claim():
     assert [p for _, p in starts] == [67, 69, 71, 72, 60, 62, 64, 65]  # the two bars swapped
     text = describe({"collection": "bach-chorales", "tempo_bpm": 70, "key": "G", "mode": "major", "instrument": "organ", "composer": "J. S. Bach"}, 0)
     assert text == "A slow chorale in G major for organ, in the style of J. S. Bach."
+
+
+def test_alignment_text_always_tells_the_two_clips_apart():
+    from musicjudge.reward.builtin_pairs import _TEMPLATES, _telling_template
+
+    slow = {"tempo_bpm": 70, "instrument": "organ", "collection": "bach-chorales", "composer": "J. S. Bach", "key": "D", "mode": "minor"}
+    word_templates = [t for t in range(len(_TEMPLATES)) if "{bpm}" not in _TEMPLATES[t]]
+    assert word_templates  # "slow" at 70 BPM and at 42 BPM read the same in these
+    for t in word_templates:
+        assert describe(slow, t) == describe({**slow, "tempo_bpm": 42.0}, t)
+        chosen = _telling_template(slow, {"tempo_bpm": 42.0}, t)
+        assert chosen is not None and describe(slow, chosen) != describe({**slow, "tempo_bpm": 42.0}, chosen)
+    # a drawn template that already tells them apart is kept
+    assert _telling_template(slow, {"tempo_bpm": 112.0}, word_templates[0]) == word_templates[0]
+    # a variant with no known attribute (key change of a piece of unknown key) cannot be described
+    assert _telling_template({**slow, "key": None}, {}, 0) is None
+

@@ -13,7 +13,11 @@ Alignment pairs: audio that matches the instruction vs. audio with one mismatche
 Instructions come in four kinds, balanced: text, text+lyrics (chorale lyrics), text+ref, and all
 three. Half of the alignment pairs without a reference are "converse": the text describes the
 altered clip (e.g. the other instrument), which is then the better one, so "the unaltered
-rendering wins" is no shortcut. The reference clip is the next excerpt of the same piece (or, for short pieces, another
+rendering wins" is no shortcut. An alignment pair's text always tells its two clips apart: when
+the drawn template would describe both the same (a "slow" piece slowed further is still "slow"),
+the next template that does not is used (one stating the BPM), and a pair that no template can
+tell apart (a key change of a piece whose key is unknown) is skipped and recorded in
+``failures.jsonl``. The reference clip is the next excerpt of the same piece (or, for short pieces, another
 piece of the same collection rendered the same way). Each pair is labelled only in the dimension
 it tests; A/B order is random.
 
@@ -35,7 +39,8 @@ from musicjudge.errors import ConfigError, ManifestError
 from musicjudge.io import append_jsonl, atomic_write_json, cache_dir, read_jsonl, stable_hash
 from musicjudge.reward.data import INSTRUCTION_KINDS, Instruction, PreferencePair, pair_from_row, pair_to_row, write_pairs
 
-BUILTIN_PAIRS_VERSION = 1
+# 2: an alignment pair's text always tells its two clips apart (see _telling_template)
+BUILTIN_PAIRS_VERSION = 2
 MUSICALITY_TYPES = ("wrong_notes", "timing_jitter", "shuffled_bars", "codec", "noise")
 ALIGNMENT_TYPES = ("instrument", "tempo", "key", "mode", "style", "reference")
 SPLITS = {"train": "train", "heldout": "heldout", "test": "heldout"}
@@ -74,6 +79,20 @@ def describe(row: dict[str, Any], template: int = 0) -> str:
 # ------------------------------------------------------------------------------------------
 # MIDI / audio edits
 # ------------------------------------------------------------------------------------------
+
+
+def _telling_template(row: dict[str, Any], attrs: dict[str, Any], template: int) -> int | None:
+    """The first template, from ``template`` on, whose text differs between the piece and its
+    variant (``attrs`` = the variant's own attributes); None when every template says the same.
+    Without this, e.g. a "slow" 70 BPM piece and its x0.6 variant (42 BPM, also "slow") get one
+    text, and the pair has no right answer (in a converse pair the label would even flip)."""
+    if not attrs:
+        return None
+    for k in range(len(_TEMPLATES)):
+        t = (template + k) % len(_TEMPLATES)
+        if describe(row, t) != describe({**row, **attrs}, t):
+            return t
+    return None
 
 
 def midi_window(pm, start_s: float, end_s: float):
@@ -472,9 +491,17 @@ def build_builtin_pairs(out_dir: str | Path | None = None, split: str = "train",
         except Exception as e:  # noqa: BLE001 - one unrenderable piece must not stop the build
             append_jsonl(failures, {"id": pair_id, "piece": plan.piece, "type": plan.pair_type, "error": f"{type(e).__name__}: {e}"[:300]})
             continue
+        template = plan.template
+        if plan.dimension == "alignment" and plan.pair_type != "reference":  # a reference pair's evidence is the reference
+            template = _telling_template(row, attrs, plan.template)
+            if template is None:
+                append_jsonl(failures, {"id": pair_id, "piece": plan.piece, "type": plan.pair_type,
+                                        "error": f"no instruction text tells the clean and the {plan.pair_type} clip apart "
+                                                 f"(piece attributes {({k: row.get(k) for k in attrs} or 'unknown')}); pair skipped"})
+                continue
         converse_pair = plan.converse and bool(attrs)
         described = {**row, **attrs} if converse_pair else row
-        instruction = Instruction(text=describe(described, plan.template), lyrics=row.get("lyrics") if "lyrics" in plan.kind else None, ref_audio=ref)
+        instruction = Instruction(text=describe(described, template), lyrics=row.get("lyrics") if "lyrics" in plan.kind else None, ref_audio=ref)
         better, worse = (altered, good) if converse_pair else (good, altered)
         better_system, worse_system = (system, "clean") if converse_pair else ("clean", system)
         a, b = (worse, better) if plan.flip else (better, worse)

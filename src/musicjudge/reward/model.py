@@ -48,6 +48,10 @@ class HeadConfig:
     # Attribute matching terms (encoder.attribute_layout(): feature blocks, tempo/key slices of the
     # audio and text vectors); None = the head without them (checkpoints written before).
     layout: dict[str, Any] | None = None
+    # How alignment is read: "fusion" = the transformer's alignment output plus the matching terms
+    # (weights parametrised as scales and kernels); "terms" = only the matching terms, one free
+    # weight each (warm-started by a convex Bradley-Terry fit, see train.fit_term_weights).
+    alignment: str = "fusion"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "HeadConfig":
@@ -55,6 +59,8 @@ class HeadConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ModelLoadError(f"head config has unknown keys {unknown}; was the checkpoint written by a newer musicjudge?")
+        if d.get("alignment", "fusion") not in ("fusion", "terms"):
+            raise ModelLoadError(f"head config alignment={d.get('alignment')!r}: use 'fusion' or 'terms'")
         return cls(**d)
 
 
@@ -128,6 +134,13 @@ def _build_head_class():
                 self.register_buffer("key_index", (pcs[None, :] - pcs[:, None]) % 12, persistent=False)
             if self.has_tempo or self.has_key:
                 self.attr_scale = nn.Parameter(torch.tensor([5.0 if self.has_tempo else 0.0, 5.0 if self.has_key else 0.0]))
+            self.n_tempo = (layout["audio_tempo"][1] - layout["audio_tempo"][0]) if self.has_tempo else 0
+            if cfg.alignment == "terms":
+                with torch.no_grad():
+                    init = self.fusion_term_weights()
+                # one weight per matching feature (the reference-attribute cosines start at 0, as
+                # they have no counterpart in the fusion parametrisation)
+                self.term_weights = nn.Parameter(init.clone())
 
         def set_feature_stats(self, audio: "torch.Tensor") -> None:
             self.audio_mean.copy_(audio.mean(0))
@@ -159,40 +172,68 @@ def _build_head_class():
             tokens = torch.stack([self.queries[0].expand(batch, -1), self.queries[1].expand(batch, -1), clip, *conds], dim=1)
             hidden = self.fusion(tokens + self.type_embedding)
             musicality = self.musicality_out(torch.cat([hidden[:, 0], clip], -1))
-            products = [self.match[k](clip) * conds[k] / math.sqrt(self.cfg.d_model) for k in range(3)]
-            alignment = self.alignment_out(torch.cat([hidden[:, 1], *products], -1))
-            z = self.standardise(audio)
-            cos_text = F.cosine_similarity(self.text_to_audio(text), z, dim=-1, eps=1e-6) * text_present
-            cos_ref = F.cosine_similarity(self.ref_to_audio(self.standardise(ref)), z, dim=-1, eps=1e-6) * ref_present
-            alignment = alignment + (self.match_scale[0] * cos_text + self.match_scale[1] * cos_ref)[:, None]
-            alignment = alignment + self.attribute_terms(audio, z, text, text_present, self.standardise(ref), ref_present)[:, None]
+            features = self.matching_features(audio, text, text_present, ref, ref_present)
+            if self.cfg.alignment == "terms":
+                alignment = (features @ self.term_weights)[:, None]
+            else:
+                products = [self.match[k](clip) * conds[k] / math.sqrt(self.cfg.d_model) for k in range(3)]
+                alignment = self.alignment_out(torch.cat([hidden[:, 1], *products], -1))
+                alignment = alignment + (features @ self.fusion_term_weights())[:, None]
             return torch.cat([musicality, alignment], -1)
 
-        def attribute_terms(self, audio, z, text, text_present, ref_z, ref_present):
-            """Sum of the per-block and tempo/key matching terms ([B]; zeros without a layout)."""
-            total = torch.zeros(audio.shape[0], dtype=audio.dtype, device=audio.device)
+        def matching_features(self, audio, text, text_present, ref, ref_present):
+            """Interpretable text/reference-to-clip matching evidence, [B, F] (zero where the
+            condition is absent): cos(W_text text, clip), cos(W_ref ref, clip) in the standardised
+            feature space; with a layout, the same two per feature block (so a small block such
+            as tempo or key is not drowned by the 144 log-mel numbers), the stated tempo's
+            agreement with the clip's onset periodicity at each log-tempo offset (1/8 octave
+            each), the stated key/mode against the clip's key-profile correlations per (stated
+            mode, clip mode, tonic offset), and the reference's tempo/key evidence against the
+            clip's (centred cosines). Alignment adds these up with learned weights."""
+            z = self.standardise(audio)
+            ref_z = self.standardise(ref)
+            tp, rp = text_present.to(audio.dtype)[:, None], ref_present.to(audio.dtype)[:, None]
+            expected, mapped_ref = self.text_to_audio(text), self.ref_to_audio(ref_z)
+            cos = lambda x, y: F.cosine_similarity(x, y, dim=-1, eps=1e-6)[:, None]  # noqa: E731
+            columns = [cos(expected, z) * tp, cos(mapped_ref, z) * rp]
+            for a, b in self.blocks:
+                columns += [cos(expected[:, a:b], z[:, a:b]) * tp, cos(mapped_ref[:, a:b], z[:, a:b]) * rp]
             layout = self.cfg.layout or {}
-            if self.blocks:
-                expected = self.text_to_audio(text)
-                mapped_ref = self.ref_to_audio(ref_z)
-                for k, (a, b) in enumerate(self.blocks):
-                    ct = F.cosine_similarity(expected[:, a:b], z[:, a:b], dim=-1, eps=1e-6) * text_present
-                    cr = F.cosine_similarity(mapped_ref[:, a:b], z[:, a:b], dim=-1, eps=1e-6) * ref_present
-                    total = total + self.block_scale[k, 0] * ct + self.block_scale[k, 1] * cr
-            present = text_present.to(audio.dtype)
+            batch = audio.shape[0]
             if self.has_tempo:
                 (a0, a1), (t0, t1) = layout["audio_tempo"], layout["text_tempo"]
-                weights = self.tempo_kernel[self.tempo_index]  # [n_text, n_audio]
-                salience = torch.einsum("bi,ij,bj->b", text[:, t0:t1], weights, audio[:, a0:a1])
-                total = total + self.attr_scale[0] * salience * present
+                outer = (text[:, t0:t1, None] * audio[:, None, a0:a1]).reshape(batch, -1)
+                offsets = outer.new_zeros(batch, 2 * self.n_tempo - 1).index_add_(1, self.tempo_index.reshape(-1), outer)
+                columns.append(offsets * tp)
             if self.has_key:
                 (a0, a1), (t0, t1) = layout["audio_key"], layout["text_key"]
-                stated = text[:, t0:t1].reshape(-1, 2, 12)  # [B, mode, tonic]
-                corr = audio[:, a0:a1].reshape(-1, 2, 12)
-                weights = self.key_kernel[:, :, self.key_index]  # [mode_t, mode_a, tonic_t, tonic_a]
-                match = torch.einsum("bmi,mnij,bnj->b", stated, weights, corr)
-                total = total + self.attr_scale[1] * match * present
-            return total
+                stated = text[:, t0:t1].reshape(-1, 2, 1, 12, 1)  # [B, mode_t, ., tonic_t, .]
+                corr = audio[:, a0:a1].reshape(-1, 1, 2, 1, 12)  # [B, ., mode_a, ., tonic_a]
+                outer = (stated * corr).reshape(batch, 2, 2, 144)
+                by_offset = outer.new_zeros(batch, 2, 2, 12).index_add_(3, self.key_index.reshape(-1), outer)
+                columns.append(by_offset.reshape(batch, 48) * tp)
+            for name, present in (("audio_tempo", self.has_tempo), ("audio_key", self.has_key)):
+                if present:
+                    a0, a1 = layout[name]
+                    clip_block, ref_block = audio[:, a0:a1], ref[:, a0:a1]
+                    columns.append(cos(clip_block - clip_block.mean(1, keepdim=True), ref_block - ref_block.mean(1, keepdim=True)) * rp)
+            return torch.cat(columns, 1)
+
+        def fusion_term_weights(self):
+            """The weights of matching_features() in the fusion parametrisation: global scales,
+            per-block scales, the tempo kernel and the key kernel times their scales (0 for the
+            reference-attribute cosines)."""
+            parts = [self.match_scale]
+            if self.blocks:
+                parts.append(self.block_scale.reshape(-1))
+            if self.has_tempo:
+                parts.append(self.attr_scale[0] * self.tempo_kernel)
+            if self.has_key:
+                parts.append(self.attr_scale[1] * self.key_kernel.reshape(-1))
+            n_ref_attr = int(self.has_tempo) + int(self.has_key)
+            if n_ref_attr:
+                parts.append(self.match_scale.new_zeros(n_ref_attr))
+            return torch.cat(parts)
 
     return FusionHead
 

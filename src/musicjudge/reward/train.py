@@ -163,6 +163,10 @@ class TrainConfig:
     drop_lyrics: float = 0.3
     drop_ref: float = 0.5
     attribute_terms: bool = True  # per-block and tempo/key matching terms when the encoder has a layout
+    # "fusion": alignment from the transformer plus the matching terms; "terms": alignment only
+    # from the matching terms, their weights warm-started by a convex Bradley-Terry fit
+    alignment: str = "fusion"
+    term_l2: float = 1.0  # inverse strength of that fit's L2 penalty (scikit-learn's C)
 
 
 def _attribute_layout(encoder, audio_dim: int, text_dim: int) -> dict[str, Any] | None:
@@ -185,6 +189,32 @@ def _scores(head, arrays: PairArrays, side: str, index=None, *, dropout_present=
     present = t(arrays.present) if dropout_present is None else dropout_present
     audio = t(arrays.audio_a if side == "a" else arrays.audio_b)
     return head(audio, t(arrays.text), present[:, 0], t(arrays.lyrics), present[:, 1], t(arrays.ref), present[:, 2])
+
+
+def fit_term_weights(head, arrays: PairArrays, *, c: float = 1.0) -> int:
+    """Warm start of a ``alignment="terms"`` head: its term weights by a convex fit, L2-penalised
+    logistic regression without intercept on the differences of the matching features of the two
+    clips (Bradley-Terry with a linear score; each pair also swapped), over the pairs with an
+    alignment preference. The optimum of the linear model is then epoch 0 of the training, so the
+    weights do not depend on a learning rate or an epoch count. Returns the pairs used."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    k = DIMENSIONS.index("alignment")
+    rows = np.flatnonzero(arrays.mask[:, k] & (arrays.targets[:, k] != 0.5))
+    if len(rows) < 2 or len(set(arrays.targets[rows, k])) < 2:
+        return 0
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a[rows]))  # noqa: E731
+    present = t(arrays.present)
+    with torch.no_grad():
+        fa = head.matching_features(t(arrays.audio_a), t(arrays.text), present[:, 0], t(arrays.ref), present[:, 2])
+        fb = head.matching_features(t(arrays.audio_b), t(arrays.text), present[:, 0], t(arrays.ref), present[:, 2])
+    diff = (fa - fb).double().numpy()
+    y = (arrays.targets[rows, k] > 0.5).astype(int)
+    fit = LogisticRegression(C=c, fit_intercept=False, max_iter=5000).fit(np.concatenate([diff, -diff]), np.concatenate([y, 1 - y]))
+    with torch.no_grad():
+        head.term_weights.copy_(torch.from_numpy(fit.coef_[0]).to(head.term_weights.dtype))
+    return len(rows)
 
 
 def predict_pairs(head, arrays: PairArrays, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +330,8 @@ def train_reward_model(
         head = make_head(HeadConfig(audio_dim=audio_dim, text_dim=text_dim, d_model=config.d_model, n_layers=config.n_layers,
                                     n_heads=config.n_heads, dropout=config.dropout, drop_text=config.drop_text,
                                     drop_lyrics=config.drop_lyrics, drop_ref=config.drop_ref,
-                                    layout=_attribute_layout(encoder, audio_dim, text_dim) if config.attribute_terms else None))
+                                    layout=_attribute_layout(encoder, audio_dim, text_dim) if config.attribute_terms else None,
+                                    alignment=config.alignment))
         with torch.no_grad():
             head.set_feature_stats(torch.from_numpy(np.concatenate([train.audio_a, train.audio_b])))
             # warm start of the linear text->features map on the preferred clip of each pair
@@ -310,6 +341,8 @@ def train_reward_model(
             if decided.sum() >= 2:
                 better = np.where(better_a[:, None], train.audio_a, train.audio_b)[decided]
                 head.set_text_map(torch.from_numpy(train.text[decided]), torch.from_numpy(better))
+            if config.alignment == "terms":
+                fit_term_weights(head, train, c=config.term_l2)
     n_params = count_parameters(head)
     log(f"reward head: {n_params:,} trainable parameters; {len(train)} train / {len(val)} validation pairs")
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -345,6 +378,7 @@ def train_reward_model(
         save_checkpoint(out_dir, head, encoder.config(), (info or {}) | {
             "train_config": asdict(config), "best_epoch": 0, "val": metrics, "n_train": len(train), "n_val": len(val),
             "init": str(init) if init else None})
+        _write_metrics(out_dir, state["history"])
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
         head.train()
         order = torch.randperm(len(train), generator=generator)
