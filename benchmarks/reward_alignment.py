@@ -17,11 +17,12 @@ model's, and a paired bootstrap CI of the accuracy difference (same resampled pa
 Usage (from the repo root; features are cached under $MUSICJUDGE_CACHE)::
 
     python benchmarks/reward_alignment.py \
-        --train-pairs runs/rw/pairs/train/pairs.jsonl --heldout runs/rw/pairs/heldout2000/pairs.jsonl \
+        --train-pairs runs/rw/pairs/train10k/pairs.jsonl --heldout runs/rw/pairs/heldout2000/pairs.jsonl \
         --out runs/rw/bench [--clap /models/clap-htsat-unfused] [--markdown]
 
 Without ``--train-pairs`` / ``--heldout`` the default built-in pairs are built (or reused from
-the cache): train split, 3,000 pairs, seed 0; held-out split, 2,000 pairs, seed 1.
+the cache): train split, 10,000 pairs, seed 2 (what the shipped model was trained on, so the
+text-ridge baseline is fitted on the same data); held-out split, 2,000 pairs, seed 1.
 Writes ``accuracy_ci.csv`` (one row per model x dimension x subset) and ``summary.json``
 (the "all" rows and the overlap verdicts) to ``--out``.
 """
@@ -99,7 +100,7 @@ def score_model(model, pairs, batch_size: int = 256) -> tuple[np.ndarray, np.nda
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-pairs", type=Path, help="pairs the text-ridge baseline is fitted on (default: built-in train, 3000, seed 0)")
+    parser.add_argument("--train-pairs", type=Path, help="pairs the text-ridge baseline is fitted on (default: built-in train, 10000, seed 2)")
     parser.add_argument("--heldout", type=Path, help="held-out pairs (default: built-in held-out split, 2000 pairs, seed 1)")
     parser.add_argument("--model", default="builtin", help="the model under test (spec or checkpoint folder; default builtin)")
     parser.add_argument("--clap", help="a CLAP folder or hub id: also evaluate the zero-shot clap-cosine baseline")
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from musicjudge.reward.data import read_pairs
     from musicjudge.reward.registry import resolve_reward_model
 
-    train_path = args.train_pairs or build_builtin_pairs(split="train", n=3000, seed=0)
+    train_path = args.train_pairs or build_builtin_pairs(split="train", n=10000, seed=2)
     heldout_path = args.heldout or build_builtin_pairs(split="heldout", n=2000, seed=1)
     pairs = read_pairs(heldout_path, require_label=True)
     print(f"held-out pairs: {heldout_path} ({len(pairs)} pairs); text-ridge fitted on {train_path}")

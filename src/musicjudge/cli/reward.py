@@ -74,6 +74,9 @@ def train_cmd(
     drop_text: float = typer.Option(0.2, help="Modality dropout rate for the text."),
     drop_lyrics: float = typer.Option(0.3, help="Modality dropout rate for the lyrics."),
     drop_ref: float = typer.Option(0.5, help="Modality dropout rate for the reference audio."),
+    alignment_head: str = typer.Option("fusion", help="How alignment is read: fusion (transformer + matching terms) or terms "
+                                       "(weighted matching terms only, warm-started by a convex Bradley-Terry fit)."),
+    term_l2: float = typer.Option(1.0, help="With --alignment-head terms: inverse L2 strength of the warm-start fit (C)."),
     backbone: str = typer.Option("builtin", help="Frozen encoder: builtin, clap, mert, muq or muq-mulan."),
     backbone_model: Optional[str] = typer.Option(None, help="Local folder or hub id of the clap/mert/muq/muq-mulan model."),
     features: Optional[str] = typer.Option(None, help="Built-in audio features (comma list of mel,chroma,key,rhythm,texture,lm)."),
@@ -100,6 +103,8 @@ def train_cmd(
         train_reward_model,
     )
 
+    if alignment_head not in ("fusion", "terms"):
+        raise ConfigError(f"--alignment-head {alignment_head}: use fusion or terms")
     if threads is not None:
         import torch
 
@@ -132,7 +137,8 @@ def train_cmd(
         if arrays.skipped:
             typer.echo(f"skipped {len(arrays.skipped)} {name} pairs with unreadable audio (listed in train_summary.json)")
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                         patience=patience, seed=seed, d_model=d_model, dropout=dropout, n_layers=layers, drop_text=drop_text, drop_lyrics=drop_lyrics, drop_ref=drop_ref)
+                         patience=patience, seed=seed, d_model=d_model, dropout=dropout, n_layers=layers, drop_text=drop_text, drop_lyrics=drop_lyrics, drop_ref=drop_ref,
+                         alignment=alignment_head, term_l2=term_l2)
     fractions = _fractions(subsample)
     test_arrays = embed_pairs(encoder, read_pairs(test, require_label=True)) if test is not None else None
     if fractions is not None and (len(fractions) > 1 or fractions[0] < 1.0):
