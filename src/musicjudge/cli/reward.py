@@ -103,8 +103,10 @@ def train_cmd(
         train_reward_model,
     )
 
-    if alignment_head not in ("fusion", "terms"):
-        raise ConfigError(f"--alignment-head {alignment_head}: use fusion or terms")
+    from musicjudge.reward.model import ALIGNMENT_READINGS
+
+    if alignment_head not in ALIGNMENT_READINGS:
+        raise ConfigError(f"--alignment-head {alignment_head}: use one of {', '.join(ALIGNMENT_READINGS)}")
     if threads is not None:
         import torch
 

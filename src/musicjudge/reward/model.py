@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from musicjudge.errors import ModelLoadError
+from musicjudge.errors import ConfigError, ModelLoadError
 from musicjudge.reward.data import DIMENSIONS, Instruction
 from musicjudge.reward.base import ScoreItem
 
@@ -30,6 +30,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # Output column order of the head (DIMENSIONS order).
 OUTPUTS = DIMENSIONS
+# Ways a head reads alignment (HeadConfig.alignment).
+ALIGNMENT_READINGS = ("fusion", "terms")
 
 
 @dataclass
@@ -53,14 +55,18 @@ class HeadConfig:
     # weight each (warm-started by a convex Bradley-Terry fit, see train.fit_term_weights).
     alignment: str = "fusion"
 
+    def __post_init__(self) -> None:
+        if self.alignment not in ALIGNMENT_READINGS:
+            raise ConfigError(f"head alignment={self.alignment!r}: use one of {', '.join(ALIGNMENT_READINGS)}")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "HeadConfig":
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ModelLoadError(f"head config has unknown keys {unknown}; was the checkpoint written by a newer musicjudge?")
-        if d.get("alignment", "fusion") not in ("fusion", "terms"):
-            raise ModelLoadError(f"head config alignment={d.get('alignment')!r}: use 'fusion' or 'terms'")
+        if d.get("alignment", "fusion") not in ALIGNMENT_READINGS:
+            raise ModelLoadError(f"head config alignment={d.get('alignment')!r}: use one of {', '.join(ALIGNMENT_READINGS)}")
         return cls(**d)
 
 
